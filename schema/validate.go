@@ -1,0 +1,383 @@
+// Package schema holds the CUE schemas of warden's desired-state documents
+// (one file per kind, embedded), the Go types they decode into, and Validate,
+// the one way a document becomes trusted input.
+package schema
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
+	cuejson "cuelang.org/go/encoding/json"
+	"github.com/tidwall/gjson"
+)
+
+//go:embed *.cue
+var cueFiles embed.FS
+
+// MaxDocumentSize is the largest document Validate parses; larger ones are
+// refused before parsing.
+const MaxDocumentSize = 1 << 20
+
+// MaxDepth is the deepest nesting of objects and arrays a document may have.
+// The schemas need six levels; anything far deeper is hostile.
+const MaxDepth = 64
+
+// ErrTooLarge and ErrTooDeep are the rules broken by oversized input.
+var (
+	ErrTooLarge = fmt.Errorf("document larger than %d bytes", MaxDocumentSize)
+	ErrTooDeep  = fmt.Errorf("document nested deeper than %d levels", MaxDepth)
+)
+
+// Issue is one broken rule: the file, the field path within the document
+// (dotted, empty for the whole document) and the rule.
+type Issue struct {
+	File string
+	Path string
+	Msg  string
+}
+
+func (i Issue) String() string {
+	if i.Path == "" {
+		return i.File + ": " + i.Msg
+	}
+	return i.File + ": " + i.Path + ": " + i.Msg
+}
+
+// Errors is every rule a document broke. It is the error type of Validate.
+type Errors []Issue
+
+func (e Errors) Error() string {
+	lines := make([]string, len(e))
+	for i, is := range e {
+		lines[i] = is.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Source returns the schemas as one CUE file, for `cue vet` and for
+// `warden schema export`.
+func Source() []byte {
+	var b bytes.Buffer
+	b.WriteString("// warden desired-state schemas. Check a document with:\n")
+	b.WriteString("//   cue vet warden.cue doc.json -d '#Policy'\n")
+	b.WriteString("package schema\n")
+	names, _ := fs.Glob(cueFiles, "*.cue")
+	sort.Strings(names)
+	for _, n := range names {
+		data, _ := cueFiles.ReadFile(n)
+		fmt.Fprintf(&b, "\n// ---- %s\n", n)
+		for _, line := range strings.SplitAfter(string(data), "\n") {
+			if strings.HasPrefix(line, "package ") {
+				continue
+			}
+			b.WriteString(line)
+		}
+	}
+	return b.Bytes()
+}
+
+// validator owns one cue.Context and the schemas compiled in it. A
+// cue.Context and the values built in it must not be used by two goroutines
+// at once, so each goroutine borrows a whole validator.
+type validator struct {
+	ctx   *cue.Context
+	defs  map[string]cue.Value
+	manif cue.Value
+}
+
+func newValidator() *validator {
+	ctx := cuecontext.New()
+	root := ctx.CompileBytes(Source(), cue.Filename("warden.cue"))
+	if err := root.Err(); err != nil {
+		panic("schema: embedded CUE does not compile: " + err.Error())
+	}
+	v := &validator{ctx: ctx, defs: map[string]cue.Value{}}
+	for _, k := range Kinds {
+		v.defs[k] = root.LookupPath(cue.ParsePath("#" + k))
+	}
+	v.manif = root.LookupPath(cue.ParsePath("#Manifest"))
+	return v
+}
+
+var (
+	poolOnce sync.Once
+	pool     chan *validator
+)
+
+// borrow takes a validator, compiling a new one while fewer than GOMAXPROCS
+// exist. Compilation happens once per validator, never per document.
+func borrow() *validator {
+	poolOnce.Do(func() {
+		n := runtime.GOMAXPROCS(0)
+		pool = make(chan *validator, n)
+		for i := 0; i < n; i++ {
+			pool <- nil
+		}
+	})
+	v := <-pool
+	if v == nil {
+		v = newValidator()
+	}
+	return v
+}
+
+func giveBack(v *validator) { pool <- v }
+
+// Validate checks one document against the schema of its kind and returns
+// it typed, with defaults filled in. name is used in error messages (the
+// file the document came from). The error, if any, is of type Errors and
+// lists every broken rule. Validate is safe for concurrent use; a document
+// whose bytes were validated before is served from a cache.
+func Validate(name string, data []byte) (*Document, error) {
+	sum := sha256.Sum256(data)
+	if d := cache.get(sum); d != nil {
+		return d, nil
+	}
+	if err := precheck(data); err != nil {
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	kind := gjson.GetBytes(data, "kind")
+	def := ""
+	for _, k := range Kinds {
+		if kind.Type == gjson.String && kind.Str == k {
+			def = k
+		}
+	}
+	if def == "" {
+		return nil, Errors{{File: name, Path: "kind", Msg: fmt.Sprintf("invalid value %s (must be one of %s)", kindText(kind), strings.Join(Kinds, ", "))}}
+	}
+	v := borrow()
+	defer giveBack(v)
+	val, err := v.unify(name, data, v.defs[def])
+	if err != nil {
+		return nil, err
+	}
+	d := &Document{Kind: def, ID: gjson.GetBytes(data, "id").String(), Raw: append(json.RawMessage(nil), data...), Hash: sum}
+	if d.Spec, err = decodeSpec(def, val.LookupPath(cue.ParsePath("spec"))); err != nil {
+		return nil, Errors{{File: name, Path: "spec", Msg: err.Error()}}
+	}
+	cache.put(sum, d)
+	return d, nil
+}
+
+// ValidateManifest checks a bundle's manifest.json.
+func ValidateManifest(name string, data []byte) (*Manifest, error) {
+	if err := precheck(data); err != nil {
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	v := borrow()
+	defer giveBack(v)
+	val, err := v.unify(name, data, v.manif)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := val.Decode(&m); err != nil {
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	return &m, nil
+}
+
+// unify parses data as JSON (never as CUE: untrusted input is not
+// evaluated) and checks it against def.
+func (v *validator) unify(name string, data []byte, def cue.Value) (cue.Value, error) {
+	expr, err := cuejson.Extract(name, data)
+	if err != nil {
+		return cue.Value{}, Errors{{File: name, Msg: "not valid JSON: " + trimPos(err.Error())}}
+	}
+	val := def.Unify(v.ctx.BuildExpr(expr))
+	if err := val.Validate(cue.Concrete(true)); err != nil {
+		return cue.Value{}, issues(name, err)
+	}
+	return val, nil
+}
+
+var (
+	conflictRe = regexp.MustCompile(`^conflicting values (.+) and (.+)$`)
+	longBound  = regexp.MustCompile(`\(out of bound =~".{60,}"\)$`)
+)
+
+// issues turns CUE's errors into one Issue per broken rule, in words an
+// operator can act on: a failed enum lists its allowed values, a missing
+// field says it is required.
+func issues(name string, err error) Errors {
+	var out Errors
+	seen := map[string]bool{}
+	disj := map[string]int{} // path -> index in out of its enum issue
+	for _, e := range cueerrors.Errors(err) {
+		format, args := e.Msg()
+		is := Issue{File: name, Path: pathString(e.Path()), Msg: fmt.Sprintf(format, args...)}
+		switch {
+		case is.Msg == "field not allowed":
+			is.Msg = "field not allowed (unknown field)"
+		case strings.HasPrefix(is.Msg, "incomplete value"):
+			is.Msg = "required field is missing (" + is.Msg + ")"
+		case strings.Contains(is.Msg, "errors in empty disjunction"):
+			disj[is.Path] = len(out)
+			is.Msg = ""
+			out = append(out, is)
+			continue
+		case strings.HasSuffix(is.Path, "certificate.password"):
+			is.Msg = "must not be set (a key is protected by its file mode, never by a password kept beside it)"
+		case strings.HasPrefix(is.Msg, "incompatible list lengths (0 and"):
+			is.Msg = "must not be empty"
+		case longBound.MatchString(is.Msg):
+			is.Msg = longBound.ReplaceAllString(is.Msg, "(does not match the "+ruleName(is.Path)+" pattern)")
+		}
+		if i, ok := disj[is.Path]; ok {
+			if m := conflictRe.FindStringSubmatch(is.Msg); m != nil {
+				if out[i].Msg == "" {
+					out[i].Msg = "invalid value " + m[2] + " (must be one of " + m[1]
+				} else {
+					out[i].Msg += ", " + m[1]
+				}
+				continue
+			}
+		}
+		if k := is.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, is)
+		}
+	}
+	for i := range out {
+		if strings.HasPrefix(out[i].Msg, "invalid value ") && strings.Contains(out[i].Msg, "(must be one of") {
+			out[i].Msg += ")"
+		} else if out[i].Msg == "" {
+			out[i].Msg = "invalid value"
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func ruleName(path string) string {
+	if strings.HasSuffix(path, "schedule") {
+		return "5-field cron"
+	}
+	if i := strings.LastIndex(path, "."); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+func pathString(p []string) string {
+	var parts []string
+	for _, s := range p {
+		if strings.HasPrefix(s, "#") {
+			continue
+		}
+		if len(parts) > 0 && strings.HasPrefix(s, "[") {
+			parts[len(parts)-1] += s
+			continue
+		}
+		if _, err := fmt.Sscanf(s, "%d", new(int)); err == nil && len(parts) > 0 {
+			parts[len(parts)-1] += "[" + s + "]"
+			continue
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ".")
+}
+
+func trimPos(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.Contains(s[:i], ":") {
+		return s[i+2:]
+	}
+	return s
+}
+
+func kindText(k gjson.Result) string {
+	if !k.Exists() {
+		return "(missing)"
+	}
+	return k.Raw
+}
+
+func decodeSpec(kind string, v cue.Value) (any, error) {
+	spec, err := newSpec(kind)
+	if err != nil {
+		return nil, err
+	}
+	return spec, v.Decode(spec)
+}
+
+func newSpec(kind string) (any, error) {
+	switch kind {
+	case KindPolicy:
+		return new(PolicySpec), nil
+	case KindApprover:
+		return new(ApproverSpec), nil
+	case KindPlugin:
+		return new(PluginSpec), nil
+	case KindJob:
+		return new(JobSpec), nil
+	case KindSettings:
+		return new(SettingsSpec), nil
+	}
+	return nil, errors.New("unknown kind " + kind)
+}
+
+// precheck refuses input that must not reach the parser: too large, or
+// nested deep enough to cost stack and time.
+func precheck(data []byte) error {
+	if len(data) > MaxDocumentSize {
+		return ErrTooLarge
+	}
+	depth, inStr, esc := 0, false, false
+	for _, c := range data {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			if c == '\\' {
+				esc = true
+			} else if c == '"' {
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			if depth++; depth > MaxDepth {
+				return ErrTooDeep
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return nil
+}
+
+// Restore rebuilds a Document that Validate accepted earlier, from the
+// bytes it was received as and its spec as Validate decoded it (Spec,
+// marshalled as JSON). It trusts its input, which must come from the
+// encrypted, authenticated store, and costs a JSON decode instead of a CUE
+// evaluation: an agent with 10,000 documents starts in well under a second.
+func Restore(kind, id string, raw, spec []byte) (*Document, error) {
+	sum := sha256.Sum256(raw)
+	if d := cache.get(sum); d != nil {
+		return d, nil
+	}
+	d := &Document{Kind: kind, ID: id, Raw: append(json.RawMessage(nil), raw...), Hash: sum}
+	var err error
+	if d.Spec, err = newSpec(kind); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(spec, d.Spec); err != nil {
+		return nil, fmt.Errorf("restore %s/%s: %w", kind, id, err)
+	}
+	cache.put(sum, d)
+	return d, nil
+}

@@ -1,0 +1,122 @@
+package state
+
+import (
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// AuditEntry is one stored audit event: its sequence number and its
+// canonical JSON. The audit package owns the event format and the hash
+// chain; the store keeps the bytes durable and in order.
+type AuditEntry struct {
+	Seq  uint64
+	Data []byte
+}
+
+// AppendAudit stores events in one transaction (one fsync for the whole
+// batch: the audit writer's group commit). It returns the sequence number
+// given to the first event; the others follow in order. When it returns
+// nil, the events are on disk.
+func (s *Store) AppendAudit(events [][]byte) (first uint64, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAudit)
+		b.FillPercent = 1.0 // append-only: pack pages full
+		for i, e := range events {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				first = seq
+			}
+			k := u64(seq)
+			if err := b.Put(k, s.seal.seal(e, ad(bAudit, k))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return first, err
+}
+
+// AuditScan calls fn for events with sequence numbers from `from` on, in
+// order, until fn returns false. reverse walks from the newest down to
+// `from`.
+func (s *Store) AuditScan(from uint64, reverse bool, fn func(AuditEntry) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bAudit).Cursor()
+		var k, v []byte
+		if reverse {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(u64(from))
+		}
+		for ; k != nil; k, v = step(c, reverse) {
+			seq := binary.BigEndian.Uint64(k)
+			if reverse && seq < from {
+				return nil
+			}
+			plain, err := s.seal.open(v, ad(bAudit, k))
+			if err != nil {
+				return err
+			}
+			if !fn(AuditEntry{Seq: seq, Data: plain}) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+func step(c *bolt.Cursor, reverse bool) ([]byte, []byte) {
+	if reverse {
+		return c.Prev()
+	}
+	return c.Next()
+}
+
+// LastAudit returns the newest stored event, or ok=false when there is none.
+func (s *Store) LastAudit() (e AuditEntry, ok bool, err error) {
+	err = s.AuditScan(0, true, func(a AuditEntry) bool {
+		e, ok = a, true
+		return false
+	})
+	return e, ok, err
+}
+
+// PruneAudit deletes events with sequence numbers below `before` and, in the
+// same transaction, stores anchor: the hash of the last deleted event, from
+// which verification of the remaining chain starts.
+func (s *Store) PruneAudit(before uint64, anchor []byte) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAudit)
+		c := b.Cursor()
+		// Re-seek after each delete: a bbolt cursor's Next after Delete can
+		// skip an entry.
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < before; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return tx.Bucket(bMeta).Put(kAnchor, s.seal.seal(anchor, kAnchor))
+	})
+	return n, err
+}
+
+// AuditAnchor returns the anchor stored by the last PruneAudit, or nil.
+func (s *Store) AuditAnchor() ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bMeta).Get(kAnchor)
+		if v == nil {
+			return nil
+		}
+		var err error
+		out, err = s.seal.open(v, kAnchor)
+		return err
+	})
+	return out, err
+}

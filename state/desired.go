@@ -1,0 +1,325 @@
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"warden/schema"
+)
+
+// Meta describes one generation of desired state.
+type Meta struct {
+	Generation    uint64    `json:"generation"`
+	BundleVersion int64     `json:"bundleVersion"`
+	Source        string    `json:"source"`
+	AppliedAt     time.Time `json:"appliedAt"`
+	Documents     int       `json:"documents"`
+}
+
+// Snapshot is one whole generation: read-only, consistent, and cheap to
+// share. Docs are sorted by kind order, then id.
+type Snapshot struct {
+	Meta Meta
+	Docs []*schema.Document
+	byKey map[string]*schema.Document
+}
+
+// Get returns the document kind/id, or nil.
+func (sn *Snapshot) Get(kind, id string) *schema.Document { return sn.byKey[kind+"/"+id] }
+
+// OfKind returns the documents of one kind, sorted by id.
+func (sn *Snapshot) OfKind(kind string) []*schema.Document {
+	var out []*schema.Document
+	for _, d := range sn.Docs {
+		if d.Kind == kind {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Settings returns the Settings spec, or the defaults when none is applied.
+func (sn *Snapshot) Settings() *schema.SettingsSpec {
+	if d := sn.Get(schema.KindSettings, "agent"); d != nil {
+		return d.Settings()
+	}
+	return schema.DefaultSettings()
+}
+
+func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
+	kindOrder := map[string]int{}
+	for i, k := range schema.Kinds {
+		kindOrder[k] = i
+	}
+	sort.Slice(docs, func(i, j int) bool {
+		if docs[i].Kind != docs[j].Kind {
+			return kindOrder[docs[i].Kind] < kindOrder[docs[j].Kind]
+		}
+		return docs[i].ID < docs[j].ID
+	})
+	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[string]*schema.Document, len(docs))}
+	for _, d := range docs {
+		sn.byKey[d.Key()] = d
+	}
+	sn.Meta.Documents = len(docs)
+	return sn
+}
+
+// Apply is a new generation of desired state.
+type Apply struct {
+	BundleVersion int64
+	Source        string // "bundle:NAME", "backend", "local"
+	Docs          []*schema.Document
+	// Check, when set, runs inside the write transaction with the current
+	// generation's meta; an error aborts the apply. Sources use it to refuse
+	// rollbacks atomically.
+	Check func(current Meta) error
+}
+
+// stored is a document as it sits (encrypted) in the desired bucket.
+type stored struct {
+	Kind string          `json:"kind"`
+	ID   string          `json:"id"`
+	Raw  json.RawMessage `json:"raw"`
+	Spec json.RawMessage `json:"spec"`
+}
+
+var kGenMeta = []byte{0} // sorts before every 16-byte document key
+
+// ApplyGeneration replaces the whole desired state with a.Docs as the next
+// generation, in one transaction: a crash leaves either the old or the new
+// generation, never a mix. Generations beyond the last KeepGenerations are
+// dropped. Subscribers are told after the commit.
+func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
+	seen := make(map[string]bool, len(a.Docs))
+	vals := make([][2][]byte, 0, len(a.Docs))
+	for _, d := range a.Docs {
+		if seen[d.Key()] {
+			return Meta{}, fmt.Errorf("apply: %s appears twice", d.Key())
+		}
+		seen[d.Key()] = true
+		spec, err := json.Marshal(d.Spec)
+		if err != nil {
+			return Meta{}, fmt.Errorf("apply %s: %w", d.Key(), err)
+		}
+		plain, err := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
+		if err != nil {
+			return Meta{}, fmt.Errorf("apply %s: %w", d.Key(), err)
+		}
+		vals = append(vals, [2][]byte{s.seal.keyName("desired", d.Key()), plain})
+	}
+	var m Meta
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cur, err := readCurrent(tx, s.seal)
+		if err != nil {
+			return err
+		}
+		if a.Check != nil {
+			if err := a.Check(cur); err != nil {
+				return err
+			}
+		}
+		m = Meta{Generation: cur.Generation + 1, BundleVersion: a.BundleVersion, Source: a.Source,
+			AppliedAt: time.Now().UTC(), Documents: len(a.Docs)}
+		genKey := u64(m.Generation)
+		gb, err := tx.Bucket(bDesired).CreateBucket(genKey)
+		if err != nil {
+			return fmt.Errorf("generation %d: %w", m.Generation, err)
+		}
+		gb.FillPercent = 0.9
+		for _, kv := range vals {
+			if err := gb.Put(kv[0], s.seal.seal(kv[1], ad(genKey, kv[0]))); err != nil {
+				return err
+			}
+		}
+		mj, _ := json.Marshal(m)
+		if err := gb.Put(kGenMeta, s.seal.seal(mj, ad(genKey, kGenMeta))); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMeta).Put(kCurrent, s.seal.seal(mj, kCurrent)); err != nil {
+			return err
+		}
+		return s.pruneGenerations(tx, m.Generation)
+	})
+	if err != nil {
+		return Meta{}, err
+	}
+	docs := append([]*schema.Document(nil), a.Docs...)
+	s.current.Store(newSnapshot(m, docs))
+	s.notify(m.Generation)
+	return m, nil
+}
+
+func (s *Store) pruneGenerations(tx *bolt.Tx, newest uint64) error {
+	if newest <= uint64(s.keep) {
+		return nil
+	}
+	oldestKept := newest - uint64(s.keep) + 1
+	b := tx.Bucket(bDesired)
+	var drop [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) == 8 && binary.BigEndian.Uint64(k) < oldestKept {
+			drop = append(drop, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range drop {
+		if err := b.DeleteBucket(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readCurrent(tx *bolt.Tx, sl *sealer) (Meta, error) {
+	var m Meta
+	v := tx.Bucket(bMeta).Get(kCurrent)
+	if v == nil {
+		return m, nil
+	}
+	plain, err := sl.open(v, kCurrent)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(plain, &m)
+}
+
+// Current returns the applied generation. Before any apply it is
+// generation 0 with no documents. It never touches the disk.
+func (s *Store) Current() *Snapshot { return s.current.Load() }
+
+func (s *Store) loadCurrent() error {
+	var sn *Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		m, err := readCurrent(tx, s.seal)
+		if err != nil {
+			return err
+		}
+		if m.Generation == 0 {
+			sn = newSnapshot(m, nil)
+			return nil
+		}
+		sn, err = s.readGeneration(tx, m.Generation)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.current.Store(sn)
+	return nil
+}
+
+// Generation reads a kept generation.
+func (s *Store) Generation(n uint64) (*Snapshot, error) {
+	var sn *Snapshot
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		sn, err = s.readGeneration(tx, n)
+		return err
+	})
+	return sn, err
+}
+
+func (s *Store) readGeneration(tx *bolt.Tx, n uint64) (*Snapshot, error) {
+	genKey := u64(n)
+	gb := tx.Bucket(bDesired).Bucket(genKey)
+	if gb == nil {
+		return nil, fmt.Errorf("generation %d: %w", n, ErrNotFound)
+	}
+	var m Meta
+	var docs []*schema.Document
+	err := gb.ForEach(func(k, v []byte) error {
+		plain, err := s.seal.open(v, ad(genKey, k))
+		if err != nil {
+			return fmt.Errorf("generation %d: %w", n, err)
+		}
+		if len(k) == 1 && k[0] == 0 {
+			return json.Unmarshal(plain, &m)
+		}
+		var st stored
+		if err := json.Unmarshal(plain, &st); err != nil {
+			return fmt.Errorf("generation %d: %w", n, err)
+		}
+		d, err := schema.Restore(st.Kind, st.ID, st.Raw, st.Spec)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newSnapshot(m, docs), nil
+}
+
+// Generations lists the kept generations, newest first.
+func (s *Store) Generations() ([]Meta, error) {
+	var out []Meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bDesired).Cursor()
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			gb := tx.Bucket(bDesired).Bucket(k)
+			if gb == nil {
+				continue
+			}
+			plain, err := s.seal.open(gb.Get(kGenMeta), ad(k, kGenMeta))
+			if err != nil {
+				return err
+			}
+			var m Meta
+			if err := json.Unmarshal(plain, &m); err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Subscribe returns a channel that receives the generation number after
+// each committed ApplyGeneration. Notifications coalesce: a slow reader sees
+// the newest generation, not every one. cancel stops the subscription.
+func (s *Store) Subscribe() (ch <-chan uint64, cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := make(chan uint64, 1)
+	if s.closed {
+		close(c)
+		return c, func() {}
+	}
+	id := s.nextID
+	s.nextID++
+	s.subs[id] = c
+	return c, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.subs[id]; ok {
+			delete(s.subs, id)
+			close(c)
+		}
+	}
+}
+
+func (s *Store) notify(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.subs {
+		select {
+		case c <- gen:
+		default:
+			// Replace the stale pending value with the newest one.
+			select {
+			case <-c:
+			default:
+			}
+			c <- gen
+		}
+	}
+}

@@ -1,0 +1,172 @@
+// Package state is warden's store: desired documents by generation, observed
+// status, drift records, the audit log and grants, in one bbolt file whose
+// values are encrypted with AES-256-GCM. It is the only package that opens
+// the database.
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// File names inside KeeperStorage/.
+const (
+	DBFile  = "warden.db"
+	KeyFile = "data.key"
+)
+
+// Errors a caller can test for.
+var (
+	ErrKeyMissing = errors.New("data key missing: the database cannot be read without KeeperStorage/data.key")
+	ErrWrongKey   = errors.New("data key does not open this database")
+	ErrLocked     = errors.New("store is in use by another agent")
+	ErrCorrupt    = errors.New("stored value failed authentication (tampered with or wrong key)")
+	ErrNotFound   = errors.New("not found")
+	ErrClosed     = errors.New("store closed")
+)
+
+// Bucket names. They name what a bucket holds, never whose data it is.
+var (
+	bMeta    = []byte("meta")
+	bDesired = []byte("desired")
+	bAudit   = []byte("audit")
+)
+
+var (
+	kKeyCheck = []byte("keycheck")
+	kCurrent  = []byte("current")
+	kAnchor   = []byte("audit-anchor")
+)
+
+const keyCheckText = "warden data key check v1"
+
+// Options tunes Open.
+type Options struct {
+	// KeepGenerations is how many generations are kept (default 10).
+	KeepGenerations int
+	// NoSync skips fsync; for benchmarks that measure everything else only.
+	NoSync bool
+}
+
+// Store is an open warden.db. It is safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	seal *sealer
+	keep int
+
+	current atomic.Pointer[Snapshot]
+
+	mu     sync.Mutex
+	subs   map[int]chan uint64
+	nextID int
+	closed bool
+}
+
+// Open opens (creating if needed) dir/warden.db with the data key in
+// dir/data.key. A new database gets a new key; an existing one whose key is
+// missing or different fails with ErrKeyMissing or ErrWrongKey. A database
+// held by another process fails with ErrLocked after a short wait.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.KeepGenerations <= 0 {
+		opts.KeepGenerations = 10
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	dbPath := filepath.Join(dir, DBFile)
+	_, statErr := os.Stat(dbPath)
+	fresh := errors.Is(statErr, os.ErrNotExist)
+	key, err := loadKey(filepath.Join(dir, KeyFile), fresh)
+	if err != nil {
+		return nil, err
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond, NoSync: opts.NoSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dbPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dbPath, err)
+	}
+	s := &Store{db: db, seal: sl, keep: opts.KeepGenerations, subs: map[int]chan uint64{}}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadCurrent(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// init creates the buckets and checks (or, on a new database, writes) the
+// key check value.
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bMeta, bDesired, bAudit} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		check := meta.Get(kKeyCheck)
+		if check == nil {
+			return meta.Put(kKeyCheck, s.seal.seal([]byte(keyCheckText), kKeyCheck))
+		}
+		plain, err := s.seal.open(check, kKeyCheck)
+		if err != nil || string(plain) != keyCheckText {
+			return ErrWrongKey
+		}
+		return nil
+	})
+}
+
+// Close waits for running transactions and closes the file. Subscribers'
+// channels are closed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for id, ch := range s.subs {
+		close(ch)
+		delete(s.subs, id)
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func ad(bucket []byte, key []byte) []byte {
+	out := make([]byte, 0, len(bucket)+1+len(key))
+	out = append(out, bucket...)
+	out = append(out, 0)
+	return append(out, key...)
+}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -14,30 +15,28 @@ type AuditEntry struct {
 	Data []byte
 }
 
-// AppendAudit stores events in one transaction (one fsync for the whole
-// batch: the audit writer's group commit). It returns the sequence number
-// given to the first event; the others follow in order. When it returns
-// nil, the events are on disk.
-func (s *Store) AppendAudit(events [][]byte) (first uint64, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+// AppendAudit stores entries in one transaction (one fsync for the whole
+// batch: the audit writer's group commit). Sequence numbers are the
+// caller's (the audit writer is the only appender and chains events by
+// them) and must be above every stored one. When it returns nil, the
+// entries are on disk.
+func (s *Store) AppendAudit(entries []AuditEntry) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAudit)
 		b.FillPercent = 1.0 // append-only: pack pages full
-		for i, e := range events {
-			seq, err := b.NextSequence()
-			if err != nil {
+		last, _ := b.Cursor().Last()
+		for _, e := range entries {
+			if last != nil && e.Seq <= binary.BigEndian.Uint64(last) {
+				return fmt.Errorf("audit: sequence %d not above %d", e.Seq, binary.BigEndian.Uint64(last))
+			}
+			k := u64(e.Seq)
+			if err := b.Put(k, s.seal.seal(e.Data, ad(bAudit, k))); err != nil {
 				return err
 			}
-			if i == 0 {
-				first = seq
-			}
-			k := u64(seq)
-			if err := b.Put(k, s.seal.seal(e, ad(bAudit, k))); err != nil {
-				return err
-			}
+			last = k
 		}
 		return nil
 	})
-	return first, err
 }
 
 // AuditScan calls fn for events with sequence numbers from `from` on, in

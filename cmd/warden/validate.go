@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"warden/schema"
+)
+
+func init() {
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "validate PATH...",
+		Short: "Validate documents, folders of documents (the bundle layout) or bundle files",
+		Long: "validate checks every document against the CUE schemas and prints every error,\n" +
+			"naming the file, the field and the rule. Exit 0: all valid; 1: invalid; 2: unreadable.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: runValidate,
+	})
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "schema export",
+		Short: "Print the CUE schemas, for use with `cue vet`",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "export" {
+				return fmt.Errorf("unknown schema command %q (want: export)", args[0])
+			}
+			_, err := cmd.OutOrStdout().Write(schema.Source())
+			return err
+		},
+	})
+}
+
+func runValidate(cmd *cobra.Command, args []string) error {
+	var files []string
+	var bundles []string
+	for _, p := range args {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case st.IsDir():
+			err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if !d.IsDir() && strings.HasSuffix(path, ".json") && d.Name() != "manifest.json" {
+					files = append(files, path)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		case isBundleName(p):
+			bundles = append(bundles, p)
+		default:
+			files = append(files, p)
+		}
+	}
+	var all schema.Errors
+	n := 0
+	for _, b := range bundles {
+		docs, err := validateBundle(b)
+		n += len(docs)
+		if err != nil {
+			var se schema.Errors
+			if !errors.As(err, &se) {
+				return err
+			}
+			all = append(all, se...)
+		}
+	}
+	inputs := make([]schema.File, 0, len(files))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, schema.File{Name: f, Data: data})
+	}
+	docs, err := schema.ValidateMany(inputs)
+	n += len(docs)
+	if err != nil {
+		var se schema.Errors
+		if !errors.As(err, &se) {
+			return err
+		}
+		all = append(all, se...)
+	}
+	if len(all) > 0 {
+		for _, is := range all {
+			fmt.Fprintln(cmd.ErrOrStderr(), is.String())
+		}
+		return badNews(fmt.Errorf("%d error(s) in %d file(s)", len(all), len(files)+len(bundles)))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "ok: %d document(s) valid\n", n)
+	return nil
+}
+
+func isBundleName(p string) bool {
+	return strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
+}

@@ -1,0 +1,233 @@
+package source
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"warden/schema"
+)
+
+// Verified is a bundle that passed every check: its manifest, the key that
+// signed it, how that key is trusted, and its documents, validated.
+type Verified struct {
+	Manifest  *schema.Manifest
+	KeyID     string
+	TrustedBy string // "trust" (trust/ or --pub) or "alternativeSignatures"
+	Docs      []*schema.Document
+	Timings   Timings
+}
+
+// Timings splits the cost of taking in a bundle.
+type Timings struct {
+	Read     time.Duration // gunzip and untar
+	Hash     time.Duration // file listing and SHA-256 of every file
+	Verify   time.Duration // manifest and Ed25519 signature
+	Validate time.Duration // every document against its schema
+	Commit   time.Duration // the store transaction
+}
+
+// Total is the sum of the parts.
+func (t Timings) Total() time.Duration { return t.Read + t.Hash + t.Verify + t.Validate + t.Commit }
+
+// Verify runs every check a bundle must pass before it is applied, except
+// the version check, which needs the store: the signature by a trusted key,
+// the file listing and hashes, expiry at now, and every document (all
+// invalid documents are reported, not only the first).
+func Verify(ctx context.Context, b *Bundle, t *Trust, now time.Time) (*Verified, error) {
+	v, err := verifySignature(b, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.check(ctx, b, now); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// verifySignature checks the manifest and its signature: the cheap checks
+// that come before any work proportional to the bundle's size.
+func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
+	start := time.Now()
+	if b.Manifest == nil {
+		return nil, fmt.Errorf("%w: no %s", ErrUnsigned, ManifestFile)
+	}
+	if b.Signature == nil {
+		return nil, fmt.Errorf("%w: no %s", ErrUnsigned, SignatureFile)
+	}
+	m, err := schema.ValidateManifest(ManifestFile, b.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+	}
+	key, how, err := t.lookup(m.KeyID, b.Signer)
+	if err != nil {
+		return nil, err
+	}
+	if len(b.Signature) != ed25519.SignatureSize || !ed25519.Verify(key, b.Manifest, b.Signature) {
+		return nil, fmt.Errorf("%s: %w with key %s", SignatureFile, ErrBadSignature, m.KeyID)
+	}
+	v := &Verified{Manifest: m, KeyID: m.KeyID, TrustedBy: how}
+	v.Timings.Verify = time.Since(start)
+	return v, nil
+}
+
+// check runs the checks after the signature: files, expiry, documents.
+func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
+	start := time.Now()
+	if err := checkFiles(b, v.Manifest); err != nil {
+		return err
+	}
+	v.Timings.Hash = time.Since(start)
+	if err := checkExpiry(v.Manifest, now); err != nil {
+		return err
+	}
+	start = time.Now()
+	docs, errs := validateDocuments(ctx, b)
+	v.Timings.Validate = time.Since(start)
+	if errs != nil {
+		return &InvalidError{Errors: errs}
+	}
+	v.Docs = docs
+	return ctx.Err()
+}
+
+// checkFiles compares the bundle's files with the manifest: every file
+// listed, with the right SHA-256, in a place a document can be, and
+// nothing unlisted. It reports every problem found.
+func checkFiles(b *Bundle, m *schema.Manifest) error {
+	var errs []error
+	listed := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		if listed[f.Path] {
+			errs = append(errs, fmt.Errorf("%s: %w in the manifest", f.Path, ErrDuplicate))
+			continue
+		}
+		listed[f.Path] = true
+		data, ok := b.Files[f.Path]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %w", f.Path, ErrMissing))
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if got := hex.EncodeToString(sum[:]); got != f.SHA256 {
+			errs = append(errs, fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, got, f.SHA256))
+		}
+	}
+	for _, p := range b.Paths() {
+		if !listed[p] {
+			errs = append(errs, fmt.Errorf("%s: %w", p, ErrUnlisted))
+		} else if _, _, err := placeOf(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkExpiry(m *schema.Manifest, now time.Time) error {
+	if m.Expires == "" {
+		return nil
+	}
+	exp, err := time.Parse(time.RFC3339, m.Expires)
+	if err != nil {
+		return fmt.Errorf("%w: %s: expires: %v", ErrBadManifest, ManifestFile, err)
+	}
+	if !now.Before(exp) {
+		return fmt.Errorf("%s: expires: %w at %s", ManifestFile, ErrExpired, exp.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// InvalidError is the refusal of a bundle whose documents do not validate.
+// Errors lists every broken rule of every document ("file: field: rule").
+type InvalidError struct {
+	Errors schema.Errors
+}
+
+func (e *InvalidError) Error() string { return e.Errors.Error() }
+
+// Unwrap makes errors.Is(err, ErrInvalid) and errors.As(err, &schema.Errors{}) hold.
+func (e *InvalidError) Unwrap() []error { return []error{ErrInvalid, e.Errors} }
+
+// validateDocuments validates every file of b as the document its path
+// says it is, on all cores. Unchanged documents cost a cache lookup
+// (schema.Validate caches by content hash). The documents come back in
+// path order; errs lists every issue, sorted by file.
+func validateDocuments(ctx context.Context, b *Bundle) (docs []*schema.Document, errs schema.Errors) {
+	paths := b.Paths()
+	docs = make([]*schema.Document, len(paths))
+	found := make([]schema.Errors, len(paths))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(paths))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(paths) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				docs[i], found[i] = validateOne(paths[i], b.Files[paths[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range found {
+		errs = append(errs, f...)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].File < errs[j].File })
+		return nil, errs
+	}
+	return docs, nil
+}
+
+func validateOne(p string, data []byte) (*schema.Document, schema.Errors) {
+	if _, _, err := placeOf(p); err != nil {
+		return nil, schema.Errors{{File: p, Msg: err.Error()}}
+	}
+	d, err := schema.Validate(p, data)
+	if err != nil {
+		var se schema.Errors
+		if errors.As(err, &se) {
+			return nil, se
+		}
+		return nil, schema.Errors{{File: p, Msg: err.Error()}}
+	}
+	if bad := checkPlace(p, d); bad != nil {
+		return nil, bad
+	}
+	return d, nil
+}
+
+// ValidateBundleFile checks a bundle file without a key: it must read
+// within the limits, its files must match its manifest (listing and
+// hashes), and every document must validate. Invalid documents give an
+// error of type schema.Errors listing all of them; other problems give the
+// reader's or the listing's error. The signature is not checked.
+func ValidateBundleFile(name string) ([]*schema.Document, error) {
+	b, err := ReadBundleFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if b.Manifest == nil {
+		return nil, fmt.Errorf("%w: no %s", ErrUnsigned, ManifestFile)
+	}
+	m, err := schema.ValidateManifest(ManifestFile, b.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFiles(b, m); err != nil {
+		return nil, err
+	}
+	docs, errs := validateDocuments(context.Background(), b)
+	if errs != nil {
+		return nil, errs
+	}
+	return docs, nil
+}

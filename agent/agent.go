@@ -1,0 +1,246 @@
+// Package agent assembles a running warden agent from its parts: the
+// store, the audit writer, the local CA, the API and health listeners, the
+// broker, the controllers and the desired-state sources. It owns start-up
+// order and a clean stop; the parts own everything else.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"warden/api"
+	"warden/audit"
+	"warden/pki"
+	"warden/state"
+)
+
+// Default listen addresses (DESIGN.md).
+const (
+	DefaultAPI    = "127.0.0.1:6889"
+	DefaultHealth = "127.0.0.1:6888"
+	DefaultMQTT   = "127.0.0.1:8675"
+)
+
+// shutdownGrace bounds how long in-flight requests may finish at stop; the
+// whole stop stays under the 5 s DESIGN.md promises.
+const shutdownGrace = 3 * time.Second
+
+// Options says where the agent keeps its files and where it listens.
+type Options struct {
+	Root         string
+	ListenAPI    string
+	ListenHealth string
+	ListenMQTT   string
+	// LogOutput receives the JSON logs besides logs/agent.log (default
+	// stderr).
+	LogOutput io.Writer
+	// Ready, when set, is called once the agent serves.
+	Ready func(Info)
+}
+
+// Info is what run/agent.json says about a running agent.
+type Info struct {
+	PID    int    `json:"pid"`
+	API    string `json:"api"`
+	Health string `json:"health"`
+	MQTT   string `json:"mqtt"`
+	CA     string `json:"ca"`
+}
+
+// InfoPath is where a running agent describes itself, relative to its root.
+const InfoPath = "run/agent.json"
+
+// ReadInfo reads ROOT/run/agent.json.
+func ReadInfo(root string) (Info, error) {
+	var in Info
+	data, err := os.ReadFile(filepath.Join(root, InfoPath))
+	if err != nil {
+		return in, fmt.Errorf("no running agent found under %s: %w", root, err)
+	}
+	return in, json.Unmarshal(data, &in)
+}
+
+// agent holds the running parts, for the stop sequence.
+type agent struct {
+	opts    Options
+	log     *slog.Logger
+	level   *slog.LevelVar
+	logFile *rotatingFile
+	store   *state.Store
+	audit   *audit.Writer
+	ca      *pki.CA
+	server  *pki.ServerCert
+	api     *api.Server
+	servers []*http.Server
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
+}
+
+// Run starts an agent and blocks until ctx ends, then stops it cleanly:
+// in-flight requests finish, the store is closed, run/agent.json removed.
+func Run(ctx context.Context, opts Options) error {
+	if opts.ListenAPI == "" {
+		opts.ListenAPI = DefaultAPI
+	}
+	if opts.ListenHealth == "" {
+		opts.ListenHealth = DefaultHealth
+	}
+	if opts.ListenMQTT == "" {
+		opts.ListenMQTT = DefaultMQTT
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	for _, l := range []struct{ flag, addr string }{{"listen-api", opts.ListenAPI}, {"listen-health", opts.ListenHealth}, {"listen-mqtt", opts.ListenMQTT}} {
+		if err := checkLoopback(l.flag, l.addr); err != nil {
+			return err
+		}
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return err
+	}
+	opts.Root = root
+	if err := prepareRoot(root); err != nil {
+		return err
+	}
+	a := &agent{opts: opts, level: new(slog.LevelVar)}
+	defer a.stop()
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.log.Info("agent stopping")
+	return nil
+}
+
+func (a *agent) start(ctx context.Context) error {
+	var err error
+	if a.logFile, err = openLog(filepath.Join(a.opts.Root, "logs")); err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	a.log = newLogger(io.MultiWriter(a.opts.LogOutput, a.logFile), a.level)
+	if a.store, err = state.Open(filepath.Join(a.opts.Root, "KeeperStorage"), state.Options{}); err != nil {
+		if errors.Is(err, state.ErrLocked) {
+			return fmt.Errorf("another agent holds the store under %s: %w", a.opts.Root, err)
+		}
+		return err
+	}
+	a.level.Set(levelOf(a.store.Current().Settings().Logging.Level))
+	if a.audit, err = audit.NewWriter(a.store, audit.Options{}); err != nil {
+		return err
+	}
+	if err := a.startPKI(); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg})
+	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
+
+	info := Info{PID: os.Getpid(), CA: filepath.Join(a.opts.Root, "certs", "ca.pem")}
+	apiLn, err := net.Listen("tcp", a.opts.ListenAPI)
+	if err != nil {
+		return fmt.Errorf("listen api: %w", err)
+	}
+	info.API = apiLn.Addr().String()
+	healthLn, err := net.Listen("tcp", a.opts.ListenHealth)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("listen health: %w", err)
+	}
+	info.Health = healthLn.Addr().String()
+	info.MQTT = a.opts.ListenMQTT // replaced by the broker's address once it serves
+
+	a.serve(apiLn, a.api.Handler(), a.serverTLS())
+	a.serve(healthLn, a.api.HealthHandler(info.API), nil)
+
+	if err := writeInfo(a.opts.Root, info); err != nil {
+		return err
+	}
+	a.audit.Emit(audit.Event{Type: audit.AgentStarted, Component: "agent",
+		Details: map[string]any{"api": info.API, "health": info.Health, "mqtt": info.MQTT, "generation": a.store.Current().Meta.Generation}})
+	a.log.Info("agent serving", "api", info.API, "health", info.Health, "mqtt", info.MQTT, "root", a.opts.Root)
+	if a.opts.Ready != nil {
+		a.opts.Ready(info)
+	}
+	return nil
+}
+
+func (a *agent) serve(ln net.Listener, h http.Handler, tlsConf *tlsConfig) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ConnContext:       api.ConnContext,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf
+		ln = tlsListener(ln, tlsConf)
+	}
+	a.servers = append(a.servers, srv)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("listener failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// stop undoes start in reverse order; it is safe after a partial start.
+func (a *agent) stop() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, s := range a.servers {
+		_ = s.Shutdown(ctx)
+	}
+	a.wg.Wait()
+	os.Remove(filepath.Join(a.opts.Root, InfoPath))
+	if a.audit != nil {
+		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})
+		a.audit.Close()
+	}
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Error("close store", "err", err)
+		}
+	}
+	if a.log != nil {
+		a.log.Info("agent stopped")
+	}
+	if a.logFile != nil {
+		a.logFile.Close()
+	}
+}
+
+// writeInfo writes run/agent.json atomically, 0600.
+func writeInfo(root string, in Info) error {
+	data, _ := json.MarshalIndent(in, "", "  ")
+	p := filepath.Join(root, InfoPath)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}

@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// Folders of the agent root and the modes they are created with
+// (DESIGN.md, permission model). The permissions controller keeps them so.
+var folders = []struct {
+	name string
+	mode os.FileMode
+}{
+	{"KeeperStorage", 0o700},
+	{"certs", 0o700},
+	{"trust", 0o700},
+	{"policies", 0o700},
+	{"Plugins", 0o750},
+	{"Jobs", 0o750},
+	{"inbox", 0o700},
+	{"logs", 0o700},
+	{"run", 0o700},
+}
+
+// prepareRoot creates the root and its folders, and refuses a root or
+// KeeperStorage that others can write to: whoever can write there can
+// replace the agent's state or keys.
+func prepareRoot(root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create root %s: %w", root, err)
+	}
+	for _, p := range []string{root, filepath.Join(root, "KeeperStorage")} {
+		st, err := os.Lstat(p)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link; refusing to start", p)
+		}
+		if st.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("%s is group- or world-writable (mode %04o); fix it with: chmod go-w %s", p, st.Mode().Perm(), p)
+		}
+	}
+	for _, f := range folders {
+		p := filepath.Join(root, f.name)
+		if err := os.Mkdir(p, f.mode); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("create %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// checkLoopback refuses any listen address that is not a loopback IP
+// literal: the agent exposes nothing to the network.
+func checkLoopback(flag, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--%s %q: %w", flag, addr, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("--%s %q: the agent listens on loopback addresses only (such as 127.0.0.1)", flag, addr)
+	}
+	return nil
+}

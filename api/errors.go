@@ -1,0 +1,100 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// Error codes of the JSON error body {"error", "code"}.
+const (
+	codeBadHost      = "bad_host"
+	codeUnauthorized = "unauthenticated"
+	codeForbidden    = "forbidden"
+	codeBadRequest   = "bad_request"
+	codeBadJSON      = "bad_json"
+	codeContentType  = "unsupported_media_type"
+	codeTooLarge     = "too_large"
+	codeNotFound     = "not_found"
+	codeConflict     = "conflict"
+	codeInvalid      = "invalid_document"
+	codeBusy         = "too_many_requests"
+	codeInternal     = "internal"
+)
+
+// maxBody caps every request body.
+const maxBody = 1 << 20
+
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Error: msg, Code: code})
+}
+
+// decodeJSON reads a JSON body strictly: the right content type, at most
+// maxBody bytes, one value, no unknown fields. It writes the 4xx answer
+// itself and reports whether decoding succeeded.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, codeContentType, "Content-Type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeBodyError(w, err)
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, codeBadJSON, "body holds more than one JSON value")
+		return false
+	}
+	return true
+}
+
+// readBody reads a raw JSON body (for documents, validated by schema).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, codeContentType, "Content-Type must be application/json")
+		return nil, false
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeBodyError(w, err)
+		return nil, false
+	}
+	return data, true
+}
+
+func writeBodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
+	case errors.As(err, &syn):
+		writeError(w, http.StatusBadRequest, codeBadJSON, fmt.Sprintf("malformed JSON at byte %d", syn.Offset))
+	case errors.As(err, &typ):
+		writeError(w, http.StatusBadRequest, codeBadJSON, fmt.Sprintf("field %s: want %s, got %s", typ.Field, typ.Type, typ.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		writeError(w, http.StatusBadRequest, codeBadJSON, strings.TrimPrefix(err.Error(), "json: "))
+	default:
+		writeError(w, http.StatusBadRequest, codeBadJSON, "malformed JSON: "+err.Error())
+	}
+}

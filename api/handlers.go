@@ -1,0 +1,245 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"warden/audit"
+	"warden/schema"
+	"warden/state"
+)
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	sn := s.opts.Store.Current()
+	out := map[string]any{
+		"generation":    sn.Meta.Generation,
+		"bundleVersion": sn.Meta.BundleVersion,
+		"source":        sn.Meta.Source,
+		"documents":     sn.Meta.Documents,
+		"uptimeSeconds": int(time.Since(s.started).Seconds()),
+		"controllers":   []any{},
+		"plugins":       []any{},
+	}
+	if !sn.Meta.AppliedAt.IsZero() {
+		out["appliedAt"] = sn.Meta.AppliedAt
+	}
+	if s.opts.Status != nil {
+		for k, v := range s.opts.Status() {
+			out[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) drift(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.opts.Store.DriftRecords()
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	if r.URL.Query().Get("open") == "true" {
+		open := recs[:0]
+		for _, rec := range recs {
+			if rec.State != state.DriftCorrected {
+				open = append(open, rec)
+			}
+		}
+		recs = open
+	}
+	if recs == nil {
+		recs = []state.DriftRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"drift": recs})
+}
+
+// kindOf accepts a kind as "Policy", "policy" or "policies".
+func kindOf(s string) (string, bool) {
+	l := strings.ToLower(s)
+	for _, k := range schema.Kinds {
+		kl := strings.ToLower(k)
+		if l == kl || l == kl+"s" || (strings.HasSuffix(kl, "y") && l == kl[:len(kl)-1]+"ies") {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+func (s *Server) desiredList(w http.ResponseWriter, r *http.Request) {
+	sn := s.opts.Store.Current()
+	docs := sn.Docs
+	if k, ok := mux.Vars(r)["kind"]; ok {
+		kind, known := kindOf(k)
+		if !known {
+			writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+k)
+			return
+		}
+		docs = sn.OfKind(kind)
+	}
+	out := make([]any, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, d.Raw)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"generation": sn.Meta.Generation, "documents": out})
+}
+
+func (s *Server) desiredGet(w http.ResponseWriter, r *http.Request) {
+	v := mux.Vars(r)
+	kind, ok := kindOf(v["kind"])
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
+		return
+	}
+	d := s.opts.Store.Current().Get(kind, v["id"])
+	if d == nil {
+		writeError(w, http.StatusNotFound, codeNotFound, kind+"/"+v["id"]+" is not in the desired state")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(d.Raw)
+}
+
+// desiredPut applies one document locally as a new generation (same bundle
+// version, source "local"), audited as ADMIN_ACTION.
+func (s *Server) desiredPut(w http.ResponseWriter, r *http.Request) {
+	v := mux.Vars(r)
+	kind, ok := kindOf(v["kind"])
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
+		return
+	}
+	data, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	doc, err := schema.Validate("request body", data)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
+		return
+	}
+	if doc.Kind != kind || doc.ID != v["id"] {
+		writeError(w, http.StatusBadRequest, codeInvalid, fmt.Sprintf("document is %s, path names %s/%s", doc.Key(), kind, v["id"]))
+		return
+	}
+	s.applyLocal(w, r, doc.Kind, doc.ID, doc, "put")
+}
+
+func (s *Server) desiredDelete(w http.ResponseWriter, r *http.Request) {
+	v := mux.Vars(r)
+	kind, ok := kindOf(v["kind"])
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
+		return
+	}
+	if s.opts.Store.Current().Get(kind, v["id"]) == nil {
+		writeError(w, http.StatusNotFound, codeNotFound, kind+"/"+v["id"]+" is not in the desired state")
+		return
+	}
+	s.applyLocal(w, r, kind, v["id"], nil, "delete")
+}
+
+var errChanged = errors.New("desired state changed during the request")
+
+func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id string, doc *schema.Document, action string) {
+	cur := s.opts.Store.Current()
+	docs := make([]*schema.Document, 0, len(cur.Docs)+1)
+	for _, d := range cur.Docs {
+		if d.Kind != kind || d.ID != id {
+			docs = append(docs, d)
+		}
+	}
+	if doc != nil {
+		docs = append(docs, doc)
+	}
+	meta, err := s.opts.Store.ApplyGeneration(state.Apply{
+		BundleVersion: cur.Meta.BundleVersion, Source: "local", Docs: docs,
+		Check: func(m state.Meta) error {
+			if m.Generation != cur.Meta.Generation {
+				return errChanged
+			}
+			return nil
+		},
+	})
+	if errors.Is(err, errChanged) {
+		writeError(w, http.StatusConflict, codeConflict, err.Error())
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	id0, _ := IdentityOf(r)
+	s.opts.Audit.Emit(audit.Event{Type: audit.AdminAction, Component: "api",
+		UserInfo:   &audit.UserInfo{Identity: id0.Role + "/" + id0.Name, PeerAddr: r.RemoteAddr},
+		TargetInfo: &audit.TargetInfo{Kind: kind, ID: id},
+		Details:    map[string]any{"action": action, "generation": meta.Generation}})
+	writeJSON(w, http.StatusOK, meta)
+}
+
+func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := audit.Filter{User: q.Get("user")}
+	if t := q.Get("type"); t != "" {
+		f.Types = strings.Split(t, ",")
+	}
+	if v := q.Get("since"); v != "" {
+		since, err := parseSince(v, time.Now())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "since: "+err.Error())
+			return
+		}
+		f.Since = since
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "limit: want a positive integer")
+			return
+		}
+		f.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "cursor: not a cursor this API gave out")
+			return
+		}
+		f.After = n
+	}
+	events, next, err := audit.Query(s.opts.Store, f)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	raw := make([]any, len(events))
+	for i, e := range events {
+		raw[i] = e.Raw
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": raw, "next": next})
+}
+
+// parseSince accepts RFC 3339 or a duration back from now ("1h", "15m").
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("want RFC 3339 or a duration such as 1h, got %q", v)
+	}
+	return now.Add(-d), nil
+}
+
+func (s *Server) internal(w http.ResponseWriter, err error) {
+	s.log.Error("api: request failed", "err", err)
+	writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the agent log")
+}

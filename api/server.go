@@ -1,0 +1,187 @@
+// Package api is warden's local HTTPS API on loopback: mTLS identities,
+// the role table, AllowedHosts, request limits, and small handlers over the
+// store, the audit log and the policy engine.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"warden/audit"
+	"warden/pki"
+	"warden/state"
+)
+
+// Roles a caller's certificate can carry.
+const (
+	RoleAdmin  = "admin"
+	RolePlugin = "plugin"
+)
+
+// perIdentityConcurrency caps the requests one identity has in flight.
+const perIdentityConcurrency = 64
+
+// Options wires a Server to the rest of the agent.
+type Options struct {
+	Store    *state.Store
+	Audit    *audit.Writer
+	CA       *pki.CA
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Status adds the runtime parts of GET /api/v1/status (controllers,
+	// plugins); it may be nil.
+	Status   func() map[string]any
+	Evaluate http.Handler // POST /api/v1/evaluate, from the policy wiring; nil: 404
+	// Peer finds the process behind a loopback connection, best effort,
+	// for refusal audits; nil skips the lookup.
+	Peer func(local, remote netip.AddrPort) (pid int, exe string, ok bool)
+	// Extra routes registered by other parts of the agent (jobs, plugins,
+	// grants, approvals), each with the roles allowed to call it.
+	Extra []Route
+}
+
+// Route is one API route and the roles allowed to call it.
+type Route struct {
+	Method  string
+	Path    string
+	Roles   []string
+	Handler http.Handler
+}
+
+// Server serves the API. It is safe for concurrent use.
+type Server struct {
+	opts         Options
+	log          *slog.Logger
+	allowedHosts atomic.Pointer[map[string]bool]
+	inflight     sync.Map // identity -> *atomic.Int32
+	started      time.Time
+}
+
+// New builds a Server. Its AllowedHosts start as localhost and 127.0.0.1
+// until SetAllowedHosts is called.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, log: opts.Logger, started: time.Now()}
+	s.SetAllowedHosts([]string{"localhost", "127.0.0.1"})
+	return s
+}
+
+// SetAllowedHosts replaces the Host names the API answers to; it takes
+// effect for the next request, without a restart.
+func (s *Server) SetAllowedHosts(hosts []string) {
+	m := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		m[strings.ToLower(h)] = true
+	}
+	s.allowedHosts.Store(&m)
+}
+
+// checkHost answers 400 to a request whose Host header is not allowed,
+// before any handler runs: a browser tricked by DNS rebinding sends the
+// attacker's name.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if !(*s.allowedHosts.Load())[strings.ToLower(host)] {
+			writeError(w, http.StatusBadRequest, codeBadHost, "Host header not in AllowedHosts")
+			return
+		}
+		if r.Header.Get("Origin") != "" {
+			// The API is for local programs, never for browser pages.
+			writeError(w, http.StatusBadRequest, codeBadHost, "cross-origin requests are refused")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type ctxKey struct{}
+
+// IdentityOf returns the authenticated caller of r.
+func IdentityOf(r *http.Request) (pki.Identity, bool) {
+	id, ok := r.Context().Value(ctxKey{}).(pki.Identity)
+	return id, ok
+}
+
+// guard authenticates the caller and checks the route's roles. Each
+// refusal is audited with the peer's address and, best effort, its process.
+func (s *Server) guard(roles []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "a client certificate is required")
+			return
+		}
+		id, err := s.opts.CA.Identify(*r.TLS)
+		if err != nil {
+			s.refuse(r, audit.ProcessAuthenticationFailed, "", err.Error())
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "client certificate refused: "+err.Error())
+			return
+		}
+		if !hasRole(roles, id.Role) {
+			s.refuse(r, audit.AuthorizationFailed, id.Role+"/"+id.Name, "role "+id.Role+" may not call "+r.Method+" "+r.URL.Path)
+			writeError(w, http.StatusForbidden, codeForbidden, "role "+id.Role+" may not call this route")
+			return
+		}
+		key := id.Role + "/" + id.Name
+		v, _ := s.inflight.LoadOrStore(key, new(atomic.Int32))
+		n := v.(*atomic.Int32)
+		if n.Add(1) > perIdentityConcurrency {
+			n.Add(-1)
+			writeError(w, http.StatusTooManyRequests, codeBusy, "too many requests in flight for this identity")
+			return
+		}
+		defer n.Add(-1)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func hasRole(roles []string, role string) bool {
+	for _, r := range roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse audits a refused caller. The process lookup is best effort and
+// only ever adds detail: it never lets anyone in.
+func (s *Server) refuse(r *http.Request, typ, identity, reason string) {
+	ui := &audit.UserInfo{Identity: identity, PeerAddr: r.RemoteAddr}
+	if s.opts.Peer != nil {
+		local, _ := r.Context().Value(localAddrKey{}).(string)
+		la, err1 := netip.ParseAddrPort(local)
+		ra, err2 := netip.ParseAddrPort(r.RemoteAddr)
+		if err1 == nil && err2 == nil {
+			if pid, exe, ok := s.opts.Peer(la, ra); ok {
+				ui.PeerPID, ui.PeerExe = pid, exe
+			}
+		}
+	}
+	s.opts.Audit.Emit(audit.Event{Type: typ, Severity: audit.Warning, Component: "api", UserInfo: ui,
+		TargetInfo: &audit.TargetInfo{Path: r.Method + " " + r.URL.Path},
+		Details:    map[string]any{"reason": reason}})
+}
+
+type localAddrKey struct{}
+
+// ConnContext records each connection's local address so refusals can
+// find the peer process (http.Server.ConnContext).
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, localAddrKey{}, c.LocalAddr().String())
+}

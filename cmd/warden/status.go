@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"warden/schema"
+)
+
+func init() {
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the local agent's generation, bundle version and controllers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.call("GET", "/api/v1/status", nil, &raw); err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := os.Stdout.Write(raw)
+				return err
+			}
+			var st struct {
+				Generation    uint64 `json:"generation"`
+				BundleVersion int64  `json:"bundleVersion"`
+				Source        string `json:"source"`
+				Documents     int    `json:"documents"`
+				Controllers   []struct {
+					Name       string `json:"name"`
+					QueueDepth int    `json:"queueDepth"`
+					LastError  string `json:"lastError"`
+				} `json:"controllers"`
+			}
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return err
+			}
+			fmt.Printf("generation %d, bundle version %d, source %q, %d documents\n", st.Generation, st.BundleVersion, st.Source, st.Documents)
+			if len(st.Controllers) > 0 {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "CONTROLLER\tQUEUE\tLAST ERROR")
+				for _, c := range st.Controllers {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.QueueDepth, c.LastError)
+				}
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	rootCmd.AddCommand(status)
+
+	var file string
+	apply := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Apply one document to the local agent (admin); audited as ADMIN_ACTION",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			doc, err := schema.Validate(file, data)
+			if err != nil {
+				return badNews(err)
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var meta struct {
+				Generation uint64 `json:"generation"`
+			}
+			if err := c.call("PUT", "/api/v1/desired/"+doc.Kind+"/"+doc.ID, data, &meta); err != nil {
+				return err
+			}
+			fmt.Printf("applied %s as generation %d\n", doc.Key(), meta.Generation)
+			return nil
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "document to apply (JSON)")
+	apply.MarkFlagRequired("file")
+	rootCmd.AddCommand(apply)
+}

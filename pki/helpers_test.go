@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -85,7 +86,7 @@ func identifyServer(t *testing.T, ca *pki.CA) (addr string, holder *pki.ServerCe
 			}
 			io.WriteString(w, id.Role+"/"+id.Name)
 		}),
-		ErrorLog: nil,
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	done := make(chan struct{})
 	go func() {

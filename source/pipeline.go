@@ -139,6 +139,14 @@ func (p *Pipeline) applied(ctx context.Context, origin, digest string, v *Verifi
 		}})
 }
 
+// refuse audits a bundle refused before it could be read whole (too
+// large for the pipeline to take in).
+func (p *Pipeline) refuse(ctx context.Context, origin string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rejected(ctx, origin, "", nil, err)
+}
+
 func (p *Pipeline) rejected(ctx context.Context, origin, digest string, v *Verified, err error) {
 	reason := Reason(err)
 	p.logger().Warn("bundle rejected", "origin", origin, "reason", reason)

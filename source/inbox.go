@@ -1,0 +1,293 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Folders below the inbox for processed bundles.
+const (
+	DoneDir     = "done"
+	RejectedDir = "rejected"
+)
+
+// Inbox timing. A file is read once no event has touched it for
+// inboxQuiet and its size and mtime did not move meanwhile. fsnotify has no
+// portable close-write event (v1.10 keeps it unexported), so completeness
+// of a plain copy is judged by quiet, plus a second line of defence: a file
+// that reads as truncated or not yet gzip is only refused once it has not
+// changed for inboxSettle, since that is exactly what a copy in progress
+// looks like. Renaming a finished NAME.part to NAME is the instant path.
+const (
+	inboxQuiet  = 100 * time.Millisecond
+	inboxSettle = 30 * time.Second
+	inboxRescan = time.Minute
+)
+
+// Inbox applies bundles dropped into a folder (the airgapped path). It
+// watches the folder with fsnotify and rescans it at start and every
+// minute, in case an event was lost. *.part files, dot files and folders
+// are ignored. Each bundle goes through the Pipeline once; then it moves to
+// done/ or, refused, to rejected/ with NAME.reason beside it (one line).
+type Inbox struct {
+	dir string
+	p   *Pipeline
+	log *slog.Logger
+
+	quiet, settle, rescan time.Duration
+}
+
+// NewInbox watches dir (created 0700 if missing) and applies what arrives
+// through p.
+func NewInbox(dir string, p *Pipeline, logger *slog.Logger) *Inbox {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Inbox{dir: dir, p: p, log: logger.With("component", "inbox"),
+		quiet: inboxQuiet, settle: inboxSettle, rescan: inboxRescan}
+}
+
+// pending is a file seen but not yet processed.
+type pending struct {
+	due   time.Time
+	size  int64
+	mtime time.Time
+}
+
+// Run watches the inbox until ctx ends, then returns nil. It fails only
+// when the folders cannot be created. Bundles already in the inbox (dropped
+// while the agent was stopped) are applied at once, oldest first.
+func (in *Inbox) Run(ctx context.Context) error {
+	for _, d := range []string{in.dir, filepath.Join(in.dir, DoneDir), filepath.Join(in.dir, RejectedDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("inbox: %w", err)
+		}
+	}
+	var events <-chan fsnotify.Event
+	var werrs <-chan error
+	rescanEvery := in.rescan
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		in.log.Warn("inbox: no file events, polling instead", "err", err)
+		rescanEvery = time.Second
+	} else {
+		defer w.Close()
+		if err := w.Add(in.dir); err != nil {
+			in.log.Warn("inbox: no file events, polling instead", "path", in.dir, "err", err)
+			rescanEvery = time.Second
+		}
+		events, werrs = w.Events, w.Errors
+	}
+	files := map[string]*pending{}
+	in.scan(files)
+	ticker := time.NewTicker(rescanEvery)
+	defer ticker.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			in.touch(files, ev)
+		case err, ok := <-werrs:
+			if !ok {
+				werrs = nil
+				continue
+			}
+			in.log.Warn("inbox: watcher error, rescanning", "err", err)
+			in.scan(files)
+		case <-ticker.C:
+			in.scan(files)
+		case <-timer.C:
+			in.processDue(ctx, files)
+		}
+		resetTimer(timer, files)
+	}
+}
+
+func resetTimer(t *time.Timer, files map[string]*pending) {
+	if len(files) == 0 {
+		t.Stop()
+		return
+	}
+	var next time.Time
+	for _, f := range files {
+		if next.IsZero() || f.due.Before(next) {
+			next = f.due
+		}
+	}
+	t.Reset(max(time.Until(next), 0))
+}
+
+// candidate reports whether name is a bundle the inbox should look at.
+func candidate(name string) bool {
+	return name != "" && !strings.HasPrefix(name, ".") && !strings.HasSuffix(name, ".part") &&
+		!strings.HasSuffix(name, ".reason")
+}
+
+func (in *Inbox) touch(files map[string]*pending, ev fsnotify.Event) {
+	if filepath.Dir(ev.Name) != filepath.Clean(in.dir) {
+		return
+	}
+	name := filepath.Base(ev.Name)
+	if !candidate(name) {
+		return
+	}
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		delete(files, name) // renamed away or deleted; a rename in shows as Create
+		return
+	}
+	in.see(files, name, time.Now().Add(in.quiet))
+}
+
+// see records name's current size and mtime and when to look at it again.
+func (in *Inbox) see(files map[string]*pending, name string, due time.Time) {
+	st, err := os.Lstat(filepath.Join(in.dir, name))
+	if err != nil || !st.Mode().IsRegular() {
+		delete(files, name)
+		return
+	}
+	f := files[name]
+	if f == nil {
+		f = &pending{}
+		files[name] = f
+	}
+	f.due, f.size, f.mtime = due, st.Size(), st.ModTime()
+}
+
+func (in *Inbox) scan(files map[string]*pending) {
+	entries, err := os.ReadDir(in.dir)
+	if err != nil {
+		in.log.Error("inbox: rescan failed", "path", in.dir, "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !candidate(e.Name()) {
+			continue
+		}
+		if _, known := files[e.Name()]; !known {
+			in.see(files, e.Name(), time.Now().Add(in.quiet))
+		}
+	}
+}
+
+// processDue handles the files whose quiet period is over, oldest first,
+// so bundles dropped while the agent was stopped apply in delivery order.
+func (in *Inbox) processDue(ctx context.Context, files map[string]*pending) {
+	now := time.Now()
+	var due []string
+	for name, f := range files {
+		if !f.due.After(now) {
+			due = append(due, name)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		a, b := files[due[i]], files[due[j]]
+		if !a.mtime.Equal(b.mtime) {
+			return a.mtime.Before(b.mtime)
+		}
+		return due[i] < due[j]
+	})
+	for _, name := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		in.processOne(ctx, files, name)
+	}
+}
+
+func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name string) {
+	f := files[name]
+	path := filepath.Join(in.dir, name)
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		delete(files, name)
+		return
+	}
+	if st.Size() != f.size || !st.ModTime().Equal(f.mtime) {
+		in.see(files, name, time.Now().Add(in.quiet)) // still being written
+		return
+	}
+	data, err := readLimited(path)
+	if err == nil {
+		// A copy in progress reads as truncated: wait for it to settle
+		// before refusing it (and before auditing anything).
+		if _, rerr := ReadBundle(bytes.NewReader(data)); incomplete(rerr) && time.Since(st.ModTime()) < in.settle {
+			in.log.Debug("inbox: waiting for a file to settle", "path", path, "err", rerr)
+			in.see(files, name, st.ModTime().Add(in.settle))
+			return
+		}
+		_, err = in.p.Apply(ctx, data, "bundle:"+name)
+	} else if Refused(err) {
+		in.p.refuse(ctx, "bundle:"+name, err)
+	}
+	delete(files, name)
+	switch {
+	case err == nil:
+		in.move(name, DoneDir, "")
+	case Refused(err):
+		in.move(name, RejectedDir, Reason(err))
+	default:
+		// Not the bundle's fault (store closed, shutdown): leave it for the
+		// next rescan.
+		in.log.Error("inbox: bundle not processed, will retry", "path", path, "err", err)
+	}
+}
+
+// readLimited reads a bundle file, refusing one larger than any bundle the
+// reader would accept.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxUncompressed+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxUncompressed {
+		return nil, fmt.Errorf("%w: file larger than %d bytes", ErrTooBig, MaxUncompressed)
+	}
+	return data, nil
+}
+
+// move puts name into done/ or rejected/ (with NAME.reason), never
+// replacing an earlier file of the same name.
+func (in *Inbox) move(name, sub, reason string) {
+	dest := filepath.Join(in.dir, sub, name)
+	if _, err := os.Lstat(dest); err == nil {
+		stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
+		base, ext, _ := strings.Cut(name, ".")
+		if ext != "" {
+			ext = "." + ext
+		}
+		dest = filepath.Join(in.dir, sub, base+"-"+stamp+ext)
+	}
+	if reason != "" {
+		line := strings.ReplaceAll(reason, "\n", "; ") + "\n"
+		if err := os.WriteFile(dest+".reason", []byte(line), 0o600); err != nil {
+			in.log.Error("inbox: reason not written", "path", dest+".reason", "err", err)
+		}
+	}
+	if err := os.Rename(filepath.Join(in.dir, name), dest); err != nil {
+		in.log.Error("inbox: bundle not moved", "path", name, "to", dest, "err", err)
+		return
+	}
+	in.log.Info("inbox: bundle processed", "path", name, "to", sub)
+}
+

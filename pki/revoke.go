@@ -97,6 +97,9 @@ func (c *CA) mergeFileLocked() error {
 		}
 		if _, ok := c.revoked[s]; !ok {
 			r.Serial = s
+			if r.RevokedAt.IsZero() {
+				r.RevokedAt = c.now().UTC()
+			}
 			if r.Expires.IsZero() {
 				r.Expires = c.now().Add(MaxClientTTL).UTC()
 			}

@@ -67,6 +67,11 @@ func (c *CA) Issue(role, name string, ttl time.Duration) (certPEM, keyPEM []byte
 	}
 	serial = SerialString(leaf.SerialNumber)
 	c.mu.Lock()
+	for s, notAfter := range c.issued {
+		if now.After(notAfter) {
+			delete(c.issued, s) // past expiry nothing needs its date
+		}
+	}
 	c.issued[serial] = leaf.NotAfter
 	c.mu.Unlock()
 	return certPEM, keyPEM, serial, nil

@@ -45,6 +45,9 @@ type Inbox struct {
 	log *slog.Logger
 
 	quiet, settle, rescan time.Duration
+	// observe, when set (tests), hears each outcome: "waiting", "done",
+	// "rejected", "retry".
+	observe func(name, outcome string)
 }
 
 // NewInbox watches dir (created 0700 if missing) and applies what arrives
@@ -229,6 +232,7 @@ func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name
 		if _, rerr := ReadBundle(bytes.NewReader(data)); incomplete(rerr) && time.Since(st.ModTime()) < in.settle {
 			in.log.Debug("inbox: waiting for a file to settle", "path", path, "err", rerr)
 			in.see(files, name, st.ModTime().Add(in.settle))
+			in.report(name, "waiting")
 			return
 		}
 		_, err = in.p.Apply(ctx, data, "bundle:"+name)
@@ -239,12 +243,21 @@ func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name
 	switch {
 	case err == nil:
 		in.move(name, DoneDir, "")
+		in.report(name, "done")
 	case Refused(err):
 		in.move(name, RejectedDir, Reason(err))
+		in.report(name, "rejected")
 	default:
 		// Not the bundle's fault (store closed, shutdown): leave it for the
 		// next rescan.
 		in.log.Error("inbox: bundle not processed, will retry", "path", path, "err", err)
+		in.report(name, "retry")
+	}
+}
+
+func (in *Inbox) report(name, outcome string) {
+	if in.observe != nil {
+		in.observe(name, outcome)
 	}
 }
 

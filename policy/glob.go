@@ -32,12 +32,13 @@ var varNames = map[string]uint8{"USER": varUser, "HOME": varHome, "MACHINE": var
 
 // ops of the automaton; one instruction per pattern character.
 const (
-	opRune uint8 = iota // r
-	opAny1              // ?
-	opStar              // * in a path: any run without /
-	opAny               // ** (or * outside paths): any run
-	opDirs              // **/ in a path: "" or any run ending in /
-	opVar               // placeholder, expanded per request
+	opRune     uint8 = iota // r
+	opAny1                  // ?
+	opStar                  // * in a path: any run without /
+	opAny                   // ** (or * outside paths): any run
+	opDirs                  // **/ in a path: "" (skip the loop) or the loop
+	opDirsLoop              // the loop of **/: any run ending in /
+	opVar                   // placeholder, expanded per request
 )
 
 type inst struct {
@@ -105,7 +106,7 @@ func compileGlob(pattern string, path bool) (*glob, error) {
 			case n == 1:
 				g.prog = append(g.prog, inst{op: opStar})
 			case i+n < len(pattern) && pattern[i+n] == '/' && (i == 0 || pattern[i-1] == '/'):
-				g.prog = append(g.prog, inst{op: opDirs})
+				g.prog = append(g.prog, inst{op: opDirs}, inst{op: opDirsLoop})
 				n++ // the / belongs to **/
 			default:
 				g.prog = append(g.prog, inst{op: opAny})
@@ -225,7 +226,7 @@ func simulate(prog []inst, s string, path bool, cur, next []uint64) bool {
 					}
 				case opAny:
 					set(next, bit)
-				case opDirs:
+				case opDirsLoop:
 					set(next, bit)
 					if c == '/' {
 						set(next, bit+1)
@@ -245,12 +246,21 @@ func simulate(prog []inst, s string, path bool, cur, next []uint64) bool {
 func set(b []uint64, i int)      { b[i>>6] |= 1 << (i & 63) }
 func has(b []uint64, i int) bool { return b[i>>6]&(1<<(i&63)) != 0 }
 
-// closure adds the positions reachable without input: past every star.
-// Such moves only go forward, so one ascending pass reaches them all.
+// closure adds the positions reachable without input: past a star, and
+// into or past the loop of **/. Such moves only go forward, so one
+// ascending pass reaches them all.
 func closure(prog []inst, b []uint64) {
 	for i := range prog {
-		if prog[i].op >= opStar && has(b, i) {
-			set(b, i+1)
+		switch prog[i].op {
+		case opStar, opAny:
+			if has(b, i) {
+				set(b, i+1)
+			}
+		case opDirs:
+			if has(b, i) {
+				set(b, i+1)
+				set(b, i+2)
+			}
 		}
 	}
 }

@@ -154,7 +154,15 @@ func (in *Inbox) touch(files map[string]*pending, ev fsnotify.Event) {
 		delete(files, name) // renamed away or deleted; a rename in shows as Create
 		return
 	}
-	in.see(files, name, time.Now().Add(in.quiet))
+	// A file renamed in (the documented NAME.part -> NAME delivery) is
+	// complete when it appears: look at once. A plain copy also starts with
+	// Create, reads as truncated, and is looked at again after each write
+	// goes quiet.
+	delay := in.quiet
+	if ev.Has(fsnotify.Create) {
+		delay = 0
+	}
+	in.see(files, name, time.Now().Add(delay))
 }
 
 // see records name's current size and mtime and when to look at it again.

@@ -1,0 +1,315 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"warden/schema"
+	"warden/state"
+)
+
+// Sync defaults.
+const (
+	syncMinBackoff  = time.Second
+	syncUploadEvery = 10 * time.Second
+	syncBatch       = 500
+)
+
+// Sync keeps the agent in step with its backend: it polls for the group's
+// bundle (one small request when nothing changed, thanks to ETag and
+// If-None-Match) and applies a new one through the Pipeline, and uploads
+// audit events in batches, resuming after the last acknowledged one.
+//
+// The backend is Settings backend.url (with backend.caFile and
+// backend.group), or, when Settings names none, the URL the agent
+// registered with. Bundles can be polled without registration (from a
+// static file server); audit upload needs it.
+type Sync struct {
+	store *state.Store
+	p     *Pipeline
+	root  string
+	log   *slog.Logger
+
+	minBackoff  time.Duration
+	maxBackoff  time.Duration // 0: the poll interval (uploads: a minute)
+	poll        time.Duration // 0: Settings backend.pollSeconds
+	uploadEvery time.Duration
+	batch       int
+
+	mu        sync.Mutex
+	client    *retryablehttp.Client
+	clientFor string // caFile the client was built for
+	etag      string
+	etagURL   string
+}
+
+// NewSync syncs store with the backend named in its Settings or
+// registration, applying bundles through p. root is the agent root that a
+// relative backend.caFile is resolved against.
+func NewSync(store *state.Store, p *Pipeline, root string, logger *slog.Logger) *Sync {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Sync{store: store, p: p, root: root, log: logger.With("component", "sync"),
+		minBackoff: syncMinBackoff, uploadEvery: syncUploadEvery, batch: syncBatch}
+}
+
+// endpoint is the backend as configured now.
+type endpoint struct {
+	url, caFile, group string
+	poll               time.Duration
+	reg                *Registration // nil when not registered
+}
+
+// ErrNoBackend is returned by Poll and UploadAudit when no backend is
+// configured.
+var ErrNoBackend = errors.New("no backend configured (Settings backend.url, or warden register)")
+
+func (s *Sync) endpoint() (*endpoint, error) {
+	reg, err := LoadRegistration(s.store)
+	if err != nil && !errors.Is(err, ErrNotRegistered) {
+		return nil, err
+	}
+	ep := &endpoint{group: DefaultGroup, poll: time.Duration(schema.DefaultPollSeconds) * time.Second}
+	if reg != nil {
+		ep.reg, ep.url, ep.caFile, ep.group = reg, reg.URL, reg.CAFile, reg.Group
+	}
+	if b := s.store.Current().Settings().Backend; b != nil {
+		ep.url = b.URL
+		if b.CAFile != "" {
+			ep.caFile = b.CAFile
+		}
+		if b.Group != "" {
+			ep.group = b.Group
+		}
+		if b.PollSeconds > 0 {
+			ep.poll = time.Duration(b.PollSeconds) * time.Second
+		}
+	}
+	if ep.url == "" {
+		return nil, ErrNoBackend
+	}
+	if ep.url, err = backendURL(ep.url); err != nil {
+		return nil, err
+	}
+	if ep.caFile != "" && !filepath.IsAbs(ep.caFile) {
+		ep.caFile = filepath.Join(s.root, ep.caFile)
+	}
+	if s.poll > 0 {
+		ep.poll = s.poll
+	}
+	return ep, nil
+}
+
+func (s *Sync) httpClient(ep *endpoint) (*retryablehttp.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil && s.clientFor == ep.caFile {
+		return s.client, nil
+	}
+	c, err := newHTTPClient(ep.caFile, s.log)
+	if err != nil {
+		return nil, err
+	}
+	c.RetryWaitMin = min(c.RetryWaitMin, s.minBackoff)
+	s.client, s.clientFor = c, ep.caFile
+	return c, nil
+}
+
+func (ep *endpoint) agentID() string {
+	if ep.reg == nil {
+		return "-"
+	}
+	return ep.reg.AgentID
+}
+
+func (ep *endpoint) authorize(r *retryablehttp.Request) {
+	if ep.reg != nil {
+		r.Header.Set("Authorization", "Bearer "+ep.reg.Credential)
+	}
+}
+
+// PollResult says what one poll did.
+type PollResult struct {
+	Status string     // "unchanged", "applied", "refused", "none" (no bundle for the group)
+	Meta   state.Meta // the new generation, when applied
+	Err    error      // the refusal, when refused
+}
+
+// Poll asks the backend once for the group's bundle and applies it when
+// it is new. An unchanged bundle costs one request answered 304 and no
+// store write. A refused bundle is audited once; its ETag is remembered so
+// the same bytes are not fetched and refused again. The error is for
+// failures worth backing off for (network, backend, store).
+func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
+	ep, err := s.endpoint()
+	if err != nil {
+		return PollResult{}, err
+	}
+	client, err := s.httpClient(ep)
+	if err != nil {
+		return PollResult{}, err
+	}
+	u := ep.url + "/agents/" + ep.agentID() + "/bundle"
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return PollResult{}, err
+	}
+	ep.authorize(req)
+	req.Header.Set(GroupHeader, ep.group)
+	s.mu.Lock()
+	if s.etagURL == u && s.etag != "" {
+		req.Header.Set("If-None-Match", s.etag)
+	}
+	s.mu.Unlock()
+	resp, err := client.Do(req)
+	if err != nil {
+		return PollResult{}, fmt.Errorf("poll %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		io.Copy(io.Discard, resp.Body)
+		return PollResult{Status: "unchanged"}, nil
+	case http.StatusNotFound:
+		io.Copy(io.Discard, resp.Body)
+		s.remember("", "")
+		return PollResult{Status: "none"}, nil
+	case http.StatusOK:
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return PollResult{}, fmt.Errorf("poll %s: backend answered %s: %s", u, resp.Status, bytes.TrimSpace(msg))
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxUncompressed+1))
+	if err != nil {
+		return PollResult{}, fmt.Errorf("poll %s: %w", u, err)
+	}
+	etag := resp.Header.Get("ETag")
+	if sameVersion(data, s.store.Current().Meta.BundleVersion) {
+		// Already applied (the agent restarted, so it had no ETag): not a
+		// rollback attempt, nothing to audit.
+		s.remember(u, etag)
+		return PollResult{Status: "unchanged"}, nil
+	}
+	m, err := s.p.Apply(ctx, data, "backend")
+	switch {
+	case err == nil:
+		s.remember(u, etag)
+		return PollResult{Status: "applied", Meta: m}, nil
+	case Refused(err):
+		s.remember(u, etag)
+		return PollResult{Status: "refused", Err: err}, nil
+	default:
+		return PollResult{}, err
+	}
+}
+
+func (s *Sync) remember(u, etag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.etagURL, s.etag = u, etag
+}
+
+// sameVersion reports whether data's manifest (unverified) has version v.
+// It only ever lets Poll skip work, never apply anything.
+func sameVersion(data []byte, v int64) bool {
+	if v == 0 {
+		return false
+	}
+	b, err := ReadBundle(bytes.NewReader(data))
+	if err != nil || b.Manifest == nil {
+		return false
+	}
+	var m struct {
+		Version int64 `json:"version"`
+	}
+	return json.Unmarshal(b.Manifest, &m) == nil && m.Version == v
+}
+
+// Run polls and uploads until ctx ends, then returns nil. Failures back
+// off exponentially with jitter, from one second up to the poll interval,
+// and recover on their own when the backend is back. With no backend
+// configured it waits for Settings (or a registration) to name one.
+func (s *Sync) Run(ctx context.Context) error {
+	gens, cancel := s.store.Subscribe()
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.uploadLoop(ctx)
+	}()
+	defer wg.Wait()
+	failures := 0
+	for {
+		res, err := s.Poll(ctx)
+		wait := time.Minute
+		if ep, eerr := s.endpoint(); eerr == nil {
+			wait = ep.poll
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrNoBackend):
+			failures = 0
+		case err != nil:
+			failures++
+			if s.maxBackoff > 0 {
+				wait = min(wait, s.maxBackoff)
+			}
+			wait = jitter(s.minBackoff, wait, failures-1)
+			s.log.Warn("backend poll failed", "err", err, "retryIn", wait.Round(time.Millisecond).String())
+		default:
+			if failures > 0 {
+				s.log.Info("backend reachable again", "after", failures)
+			}
+			failures = 0
+			s.log.Debug("backend polled", "status", res.Status)
+		}
+		if !s.waitFor(ctx, gens, wait) {
+			return nil
+		}
+	}
+}
+
+// waitFor sleeps d, or less when the backend configuration changes (a new
+// Settings document or registration). It reports false when ctx ended.
+func (s *Sync) waitFor(ctx context.Context, gens <-chan uint64, d time.Duration) bool {
+	before, _ := s.endpoint()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case _, ok := <-gens:
+			if !ok {
+				gens = nil
+				continue
+			}
+			if after, _ := s.endpoint(); !sameEndpoint(before, after) {
+				return true
+			}
+		}
+	}
+}
+
+func sameEndpoint(a, b *endpoint) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.url == b.url && a.caFile == b.caFile && a.group == b.group && a.poll == b.poll
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,7 +24,9 @@ import (
 
 	"warden/api"
 	"warden/audit"
+	"warden/peer"
 	"warden/pki"
+	"warden/source"
 	"warden/state"
 )
 
@@ -85,8 +88,12 @@ type agent struct {
 	server  *pki.ServerCert
 	api     *api.Server
 	servers []*http.Server
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // listeners
+	bg      sync.WaitGroup // background components
 	cancel  context.CancelFunc
+
+	pipeline *source.Pipeline
+	inbox    *source.Inbox
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -148,7 +155,13 @@ func (a *agent) start(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg})
+	bgCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.startSources(bgCtx)
+	a.goRun(bgCtx, "retention", a.runRetention)
+
+	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
+		Peer: lookupPeer, Settle: a.inbox.WaitIdle})
 	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
 
 	info := Info{PID: os.Getpid(), CA: filepath.Join(a.opts.Root, "certs", "ca.pem")}
@@ -207,15 +220,16 @@ func (a *agent) serve(ln net.Listener, h http.Handler, tlsConf *tlsConfig) {
 
 // stop undoes start in reverse order; it is safe after a partial start.
 func (a *agent) stop() {
-	if a.cancel != nil {
-		a.cancel()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	for _, s := range a.servers {
 		_ = s.Shutdown(ctx)
 	}
 	a.wg.Wait()
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.bg.Wait()
 	os.Remove(filepath.Join(a.opts.Root, InfoPath))
 	if a.audit != nil {
 		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})
@@ -243,4 +257,13 @@ func writeInfo(root string, in Info) error {
 		return err
 	}
 	return os.Rename(tmp, p)
+}
+
+// lookupPeer finds the process behind a loopback connection, best effort.
+func lookupPeer(local, remote netip.AddrPort) (int, string, bool) {
+	p, err := peer.Lookup(local, remote)
+	if err != nil {
+		return 0, "", false
+	}
+	return p.PID, p.Exe, true
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,7 +20,15 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+// settleWait bounds how long status waits for an inbox bundle in flight.
+const settleWait = 2 * time.Second
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Settle != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), settleWait)
+		s.opts.Settle(ctx)
+		cancel()
+	}
 	sn := s.opts.Store.Current()
 	out := map[string]any{
 		"generation":    sn.Meta.Generation,

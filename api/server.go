@@ -39,7 +39,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Status adds the runtime parts of GET /api/v1/status (controllers,
 	// plugins); it may be nil.
-	Status   func() map[string]any
+	Status func() map[string]any
+	// Settle, when set, is waited for (at most settleWait) before status
+	// answers: a bundle that was just dropped in the inbox is applied first.
+	Settle   func(context.Context)
 	Evaluate http.Handler // POST /api/v1/evaluate, from the policy wiring; nil: 404
 	// Peer finds the process behind a loopback connection, best effort,
 	// for refusal audits; nil skips the lookup.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -48,6 +49,9 @@ type Inbox struct {
 	// observe, when set (tests), hears each outcome: "waiting", "done",
 	// "rejected", "retry".
 	observe func(name, outcome string)
+
+	mu   sync.Mutex
+	idle chan struct{} // closed while no bundle is about to be processed
 }
 
 // NewInbox watches dir (created 0700 if missing) and applies what arrives
@@ -56,8 +60,48 @@ func NewInbox(dir string, p *Pipeline, logger *slog.Logger) *Inbox {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	idle := make(chan struct{})
+	close(idle)
 	return &Inbox{dir: dir, p: p, log: logger.With("component", "inbox"),
-		quiet: inboxQuiet, settle: inboxSettle, rescan: inboxRescan}
+		quiet: inboxQuiet, settle: inboxSettle, rescan: inboxRescan, idle: idle}
+}
+
+// WaitIdle returns once no bundle in the inbox is about to be processed
+// (files still being written, waiting to settle, do not count), or when ctx
+// ends. The API's status calls it so that an operator who drops a bundle
+// and asks at once reads the outcome of that drop, not the state before it.
+func (in *Inbox) WaitIdle(ctx context.Context) {
+	in.mu.Lock()
+	idle := in.idle
+	in.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+}
+
+// setBusy records whether some file is due within the quiet period.
+func (in *Inbox) setBusy(files map[string]*pending) {
+	busy := false
+	soon := time.Now().Add(2 * in.quiet)
+	for _, f := range files {
+		if f.due.Before(soon) {
+			busy = true
+			break
+		}
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	select {
+	case <-in.idle:
+		if busy {
+			in.idle = make(chan struct{})
+		}
+	default:
+		if !busy {
+			close(in.idle)
+		}
+	}
 }
 
 // pending is a file seen but not yet processed.
@@ -96,7 +140,17 @@ func (in *Inbox) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	defer func() { // never leave a waiter hanging after the inbox stops
+		in.mu.Lock()
+		select {
+		case <-in.idle:
+		default:
+			close(in.idle)
+		}
+		in.mu.Unlock()
+	}()
 	for {
+		in.setBusy(files)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -119,6 +173,7 @@ func (in *Inbox) Run(ctx context.Context) error {
 			in.processDue(ctx, files)
 		}
 		resetTimer(timer, files)
+		in.setBusy(files)
 	}
 }
 
@@ -311,4 +366,3 @@ func (in *Inbox) move(name, sub, reason string) {
 	}
 	in.log.Info("inbox: bundle processed", "path", name, "to", sub)
 }
-

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
-
 	"warden/schema"
+	"warden/source"
 )
 
-// validateBundle is replaced by source.ValidateBundleFile once bundles land.
+// validateBundle validates the documents of a bundle file; the signature is
+// `warden bundle verify`'s business.
 func validateBundle(path string) ([]*schema.Document, error) {
-	return nil, errors.New(path + ": bundle files are not supported yet")
+	return source.ValidateBundleFile(path)
 }

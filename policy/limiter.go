@@ -80,7 +80,9 @@ func (l *Limiter) Reserve(key string, now time.Time) Reservation {
 		l.sources[key] = s
 	}
 	tat := s.tat
-	if tat.Before(now) {
+	if tat.Before(now) || tat.Sub(now) > l.tolerance+time.Duration(l.queue+1)*l.interval {
+		// Full bucket, or a tat no reservation could have set: the clock
+		// went back, and the source starts afresh rather than wait for it.
 		tat = now
 	}
 	wait := tat.Sub(now) - l.tolerance

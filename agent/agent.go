@@ -24,6 +24,7 @@ import (
 
 	"warden/api"
 	"warden/audit"
+	"warden/engine"
 	"warden/peer"
 	"warden/pki"
 	"warden/source"
@@ -94,6 +95,8 @@ type agent struct {
 
 	pipeline *source.Pipeline
 	inbox    *source.Inbox
+	engine   *engine.Engine
+	notifier func([]byte)
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -160,8 +163,12 @@ func (a *agent) start(ctx context.Context) error {
 	a.startSources(bgCtx)
 	a.goRun(bgCtx, "retention", a.runRetention)
 
+	routes, err := a.startEngine(bgCtx)
+	if err != nil {
+		return err
+	}
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
-		Peer: lookupPeer, Settle: a.inbox.WaitIdle})
+		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes})
 	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
 
 	info := Info{PID: os.Getpid(), CA: filepath.Join(a.opts.Root, "certs", "ca.pem")}

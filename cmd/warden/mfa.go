@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"warden/engine"
+)
+
+func init() {
+	mfa := &cobra.Command{Use: "mfa", Short: "Manage TOTP enrolment for the mfa control"}
+	mfa.AddCommand(&cobra.Command{
+		Use:   "enroll USER",
+		Short: "Create USER's TOTP secret and print its otpauth URI (shown once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				OTPAuth string `json:"otpauth"`
+			}
+			if err := c.call("POST", "/api/v1/mfa/"+args[0]+"/enroll", []byte("{}"), &out); err != nil {
+				return err
+			}
+			fmt.Println(out.OTPAuth)
+			return nil
+		},
+	})
+	rootCmd.AddCommand(mfa)
+
+	approvals := &cobra.Command{
+		Use:   "approvals",
+		Short: "List pending and decided approvals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Approvals []engine.Approval `json:"approvals"`
+			}
+			if err := c.call("GET", "/api/v1/approvals", nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tUSER\tPOLICY\tAPPLICATION\tAPPROVERS\tEXPIRES")
+			for _, a := range out.Approvals {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", a.ID, a.State, a.User, a.Policy, a.Application, a.Approvers, a.ExpiresAt.Format("2006-01-02T15:04:05Z"))
+			}
+			return tw.Flush()
+		},
+	}
+	for _, verb := range []string{"approve", "deny"} {
+		var approver string
+		sub := &cobra.Command{
+			Use:   verb + " ID --approver NAME",
+			Short: verb + " a pending approval, as a listed approver",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := newClient()
+				if err != nil {
+					return err
+				}
+				body, _ := json.Marshal(map[string]string{"approver": approver})
+				var a engine.Approval
+				if err := c.call("POST", "/api/v1/approvals/"+args[0]+"/"+verb, body, &a); err != nil {
+					return err
+				}
+				fmt.Printf("approval %s %s by %s\n", a.ID, a.State, a.DecidedBy)
+				return nil
+			},
+		}
+		sub.Flags().StringVar(&approver, "approver", "", "approver's user name (must be listed by an Approver document)")
+		sub.MarkFlagRequired("approver")
+		approvals.AddCommand(sub)
+	}
+	rootCmd.AddCommand(approvals)
+
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "grants",
+		Short: "List time-limited elevation grants in force",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Grants []engine.Grant `json:"grants"`
+			}
+			if err := c.call("GET", "/api/v1/grants", nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tUSER\tSCOPE\tPOLICY\tEXPIRES")
+			for _, g := range out.Grants {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, g.User, g.Scope, g.Policy, g.ExpiresAt.Format("2006-01-02T15:04:05Z"))
+			}
+			return tw.Flush()
+		},
+	})
+}

@@ -1,0 +1,132 @@
+// Package engine runs the policy engine inside the agent: it keeps the
+// compiled index in step with the applied generation, protects the engine
+// with the rate limiter and circuit breaker, carries out the controls that
+// need a second step (justification, MFA, approval), creates and expires
+// time-limited grants, and audits every decision. The decisions themselves
+// are package policy's, which does no I/O.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"warden/audit"
+	"warden/policy"
+	"warden/schema"
+	"warden/state"
+)
+
+// ErrRateLimited is returned when a source's wait queue is full (HTTP 429).
+var ErrRateLimited = errors.New("rate limited: too many requests from this source")
+
+// Options wires an Engine.
+type Options struct {
+	Store  *state.Store
+	Audit  *audit.Writer
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Notify publishes a monitor-notify notification (the broker's
+	// Notifications topic); nil drops them.
+	Notify func(payload []byte)
+}
+
+// Engine answers evaluation requests. It is safe for concurrent use.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	index   atomic.Pointer[policy.Index]
+	gen     atomic.Uint64
+	limiter atomic.Pointer[policy.Limiter]
+	breaker atomic.Pointer[policy.Breaker]
+
+	mfaMu    sync.Mutex
+	verified map[string]time.Time // user -> last successful TOTP check
+	lastStep map[string]int64     // user -> last TOTP step used (no replay)
+
+	grants *grantTimer
+}
+
+// New compiles the current generation's policies.
+func New(opts Options) (*Engine, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "engine"),
+		verified: map[string]time.Time{}, lastStep: map[string]int64{}}
+	e.grants = newGrantTimer(e)
+	if err := e.load(); err != nil {
+		// Start denying everything rather than not start: no policy in
+		// force means deny, and the operator sees why in the log.
+		e.log.Error("policies not loaded; denying every request until a generation compiles", "err", err)
+		empty, _ := policy.Compile(nil)
+		e.index.Store(empty)
+		e.limiter.Store(policy.NewLimiter(schema.RateLimit{}))
+		e.breaker.Store(policy.NewBreaker(schema.CircuitBreaker{}))
+	}
+	return e, nil
+}
+
+// load compiles the current generation. A generation whose policies do not
+// compile keeps the previous index (and is logged): the engine never runs
+// with half a policy set.
+func (e *Engine) load() error {
+	sn := e.opts.Store.Current()
+	ix, err := policy.Compile(sn.OfKind(schema.KindPolicy))
+	if err != nil {
+		return fmt.Errorf("compile policies of generation %d: %w", sn.Meta.Generation, err)
+	}
+	set := sn.Settings()
+	e.index.Store(ix)
+	e.gen.Store(sn.Meta.Generation)
+	e.limiter.Store(policy.NewLimiter(set.RateLimit))
+	e.breaker.Store(policy.NewBreaker(set.CircuitBreaker))
+	return nil
+}
+
+// Run recompiles on every applied generation, expires grants on time and
+// forgets idle rate-limit sources, until ctx ends. At start it expires
+// every grant whose time passed while the agent was down.
+func (e *Engine) Run(ctx context.Context) error {
+	gens, cancel := e.opts.Store.Subscribe()
+	defer cancel()
+	if err := e.grants.start(ctx); err != nil {
+		e.log.Error("grants: expire at start", "err", err)
+	}
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.grants.stop()
+			return nil
+		case _, ok := <-gens:
+			if !ok {
+				return nil
+			}
+			if e.opts.Store.Current().Meta.Generation == e.gen.Load() {
+				continue
+			}
+			if err := e.load(); err != nil {
+				e.log.Error("policies not loaded; the previous ones stay in force", "err", err)
+			} else {
+				e.log.Info("policies loaded", "generation", e.gen.Load())
+			}
+		case <-sweep.C:
+			now := e.opts.Now()
+			e.limiter.Load().Sweep(now)
+			e.breaker.Load().Sweep(now)
+		case <-e.grants.c():
+			if err := e.grants.expire(ctx); err != nil {
+				e.log.Error("grants: expire", "err", err)
+			}
+		}
+	}
+}

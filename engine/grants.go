@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"warden/audit"
+	"warden/policy"
+	"warden/state"
+)
+
+// Grant is a time-limited elevation: user may use scope until ExpiresAt.
+type Grant struct {
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	Machine   string    `json:"machine,omitempty"`
+	Action    string    `json:"action"`
+	Scope     string    `json:"scope"` // the application path, or the target path for file access
+	Policy    string    `json:"policy"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+func (e *Engine) grant(req *policy.Request, d *policy.Decision, now time.Time) (Grant, error) {
+	var b [9]byte
+	rand.Read(b[:])
+	g := Grant{ID: hex.EncodeToString(b[:]), User: req.User, Machine: req.Machine, Action: req.Action,
+		Scope: req.Application.Path, Policy: d.EnforcedBy, CreatedAt: now.UTC(),
+		ExpiresAt: now.Add(time.Duration(d.DurationSeconds) * time.Second).UTC()}
+	if g.Policy == "" {
+		g.Policy = d.Policy
+	}
+	if req.Target != nil && req.Target.Path != "" {
+		g.Scope = req.Target.Path
+	}
+	if err := e.opts.Store.Put(state.Grants, g.ID, g); err != nil {
+		return g, err
+	}
+	e.opts.Audit.Emit(audit.Event{Type: audit.ElevationGranted, Component: "engine",
+		UserInfo:   userInfo(req),
+		TargetInfo: &audit.TargetInfo{Kind: req.Action, ID: g.ID, Path: g.Scope},
+		Details:    map[string]any{"policy": g.Policy, "expiresAt": g.ExpiresAt, "durationSeconds": d.DurationSeconds}})
+	e.grants.schedule(g.ExpiresAt)
+	return g, nil
+}
+
+// Grants lists the grants in force, soonest expiry first.
+func (e *Engine) Grants() ([]Grant, error) {
+	var out []Grant
+	err := e.opts.Store.List(state.Grants, func(_ string, v json.RawMessage) error {
+		var g Grant
+		if err := json.Unmarshal(v, &g); err != nil {
+			return err
+		}
+		out = append(out, g)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b Grant) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+	return out, err
+}
+
+// grantTimer fires when the earliest grant expires: one timer, never a poll.
+type grantTimer struct {
+	e     *Engine
+	mu    sync.Mutex
+	timer *time.Timer
+	next  time.Time
+	fire  chan struct{}
+}
+
+func newGrantTimer(e *Engine) *grantTimer { return &grantTimer{e: e, fire: make(chan struct{}, 1)} }
+
+func (t *grantTimer) c() <-chan struct{} { return t.fire }
+
+// schedule makes the timer fire no later than at.
+func (t *grantTimer) schedule(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.next.IsZero() && !at.Before(t.next) {
+		return
+	}
+	t.next = at
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.timer = time.AfterFunc(max(at.Sub(t.e.opts.Now()), 0), func() {
+		select {
+		case t.fire <- struct{}{}:
+		default:
+		}
+	})
+}
+
+func (t *grantTimer) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// start expires what expired while the agent was down and schedules the
+// next expiry.
+func (t *grantTimer) start(ctx context.Context) error { return t.expire(ctx) }
+
+// expire deletes and audits every expired grant, then sets the timer for
+// the next one.
+func (t *grantTimer) expire(_ context.Context) error {
+	now := t.e.opts.Now()
+	grants, err := t.e.Grants()
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.next = time.Time{}
+	t.mu.Unlock()
+	var gone []string
+	for _, g := range grants {
+		if now.Before(g.ExpiresAt) {
+			t.schedule(g.ExpiresAt)
+			continue
+		}
+		gone = append(gone, g.ID)
+		t.e.opts.Audit.Emit(audit.Event{Type: audit.ElevationExpired, Component: "engine",
+			UserInfo:   &audit.UserInfo{User: g.User},
+			TargetInfo: &audit.TargetInfo{Kind: g.Action, ID: g.ID, Path: g.Scope},
+			Details:    map[string]any{"policy": g.Policy, "expiresAt": g.ExpiresAt}})
+	}
+	return t.e.opts.Store.Delete(state.Grants, gone...)
+}

@@ -27,6 +27,7 @@ import (
 	"warden/engine"
 	"warden/peer"
 	"warden/pki"
+	"warden/reconcile"
 	"warden/source"
 	"warden/state"
 )
@@ -97,6 +98,7 @@ type agent struct {
 	inbox    *source.Inbox
 	engine   *engine.Engine
 	notifier func([]byte)
+	manager  *reconcile.Manager
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -168,7 +170,8 @@ func (a *agent) start(ctx context.Context) error {
 		return err
 	}
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
-		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes})
+		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
+		Status: a.runtimeStatus})
 	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
 
 	info := Info{PID: os.Getpid(), CA: filepath.Join(a.opts.Root, "certs", "ca.pem")}
@@ -185,6 +188,9 @@ func (a *agent) start(ctx context.Context) error {
 	info.Health = healthLn.Addr().String()
 	info.MQTT = a.opts.ListenMQTT // replaced by the broker's address once it serves
 
+	if err := a.startControllers(bgCtx, reg, reconcile.Listen{API: info.API, Health: info.Health, MQTT: info.MQTT}); err != nil {
+		return err
+	}
 	a.serve(apiLn, a.api.Handler(), a.serverTLS())
 	a.serve(healthLn, a.api.HealthHandler(info.API), nil)
 
@@ -273,4 +279,13 @@ func lookupPeer(local, remote netip.AddrPort) (int, string, bool) {
 		return 0, "", false
 	}
 	return p.PID, p.Exe, true
+}
+
+// runtimeStatus adds the controllers to GET /api/v1/status.
+func (a *agent) runtimeStatus() map[string]any {
+	out := map[string]any{}
+	if a.manager != nil {
+		out["controllers"] = a.manager.Status()
+	}
+	return out
 }

@@ -1,0 +1,25 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"warden/reconcile"
+	"warden/schema"
+)
+
+// startControllers starts the controller manager: files, permissions and
+// settings, with Settings changes applied to the API and the logger
+// without a restart.
+func (a *agent) startControllers(ctx context.Context, reg prometheus.Registerer, l reconcile.Listen) error {
+	m, err := reconcile.NewManager(reconcile.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit,
+		Logger: a.log, Registry: reg, Listen: l, LogLevel: a.level})
+	if err != nil {
+		return err
+	}
+	m.OnSettings(func(s *schema.SettingsSpec) { a.api.SetAllowedHosts(s.AllowedHosts) })
+	a.manager = m
+	a.goRun(ctx, "reconcile", m.Run)
+	return nil
+}

@@ -86,7 +86,7 @@ func Build(dir string, key ed25519.PrivateKey, opts BuildOptions) ([]byte, *sche
 		return nil, nil, err
 	}
 	manifest = append(manifest, '\n')
-	if _, err := schema.ValidateManifest(ManifestFile, manifest); err != nil {
+	if _, err := parseManifest(manifest); err != nil {
 		return nil, nil, err
 	}
 	entries := []entry{

@@ -102,8 +102,12 @@ func ReadBundle(r io.Reader) (*Bundle, error) {
 		if name == "" {
 			return nil, fmt.Errorf("%q: %w", hdr.Name, ErrUnsafePath)
 		}
-		if hdr.Size > MaxEntrySize {
-			return nil, fmt.Errorf("%s: %w: %d bytes (at most %d)", name, ErrEntryTooBig, hdr.Size, MaxEntrySize)
+		limit := int64(MaxEntrySize)
+		if name == ManifestFile {
+			limit = MaxManifestSize
+		}
+		if hdr.Size > limit {
+			return nil, fmt.Errorf("%s: %w: %d bytes (at most %d)", name, ErrEntryTooBig, hdr.Size, limit)
 		}
 		envelope := name == ManifestFile || name == SignatureFile || name == SignerFile
 		if !envelope {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +28,7 @@ const policy = `{"kind": "Policy", "id": "%s", "spec": {"name": "p", "type": "Pr
  "status": "enforce", "priority": 1, "controls": ["deny"], "filters": {"users": ["*"]}}}`
 
 // buildTo signs a folder with one policy per id into path, atomically.
-func buildTo(t *testing.T, keyDir, path string, version int64, ids ...string) {
+func buildTo(t testing.TB, keyDir, path string, version int64, ids ...string) {
 	t.Helper()
 	in := t.TempDir()
 	os.MkdirAll(filepath.Join(in, "policies"), 0o700)
@@ -51,7 +54,7 @@ func buildTo(t *testing.T, keyDir, path string, version int64, ids ...string) {
 // backendProc is the reference backend on a real loopback listener that
 // can be stopped and started again on the same address.
 type backendProc struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	addr   string
 	srv    *http.Server
@@ -112,7 +115,7 @@ type agentProc struct {
 	p     *source.Pipeline
 }
 
-func openAgent(t *testing.T, root string) *agentProc {
+func openAgent(t testing.TB, root string) *agentProc {
 	t.Helper()
 	st, err := state.Open(filepath.Join(root, "KeeperStorage"), state.Options{NoSync: true})
 	if err != nil {
@@ -320,4 +323,44 @@ func mustQuery(t *testing.T, st *state.Store, typ string) []audit.Event {
 		t.Fatal(err)
 	}
 	return evs
+}
+
+// BenchmarkPollUnchanged is one poll answered 304. cpu-us/op is the whole
+// process (agent and the in-process reference backend together), so it
+// bounds the agent's share from above.
+func BenchmarkPollUnchanged(b *testing.B) {
+	ctx := context.Background()
+	keys, root, bdir := b.TempDir(), b.TempDir(), b.TempDir()
+	source.WriteKeyPair(keys)
+	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
+	os.WriteFile(filepath.Join(root, "trust", "backend.pub"), pub, 0o600)
+	os.WriteFile(filepath.Join(bdir, "tokens.json"), []byte(`[{"token": "t", "group": "lab"}]`), 0o600)
+	os.MkdirAll(filepath.Join(bdir, "bundles"), 0o700)
+
+	buildTo(b, keys, filepath.Join(bdir, "bundles", "lab.tar.gz"), 1, "a", "b")
+	be := &backendProc{t: b, dir: bdir}
+	be.start()
+	defer be.stop()
+	a := openAgent(b, root)
+	defer a.close()
+	if _, err := source.Register(ctx, a.store, a.aw, source.RegisterOptions{URL: "http://" + be.addr + "/v1", Token: "t"}); err != nil {
+		b.Fatal(err)
+	}
+	s := source.NewSync(a.store, a.p, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if res, err := s.Poll(ctx); err != nil || res.Status != "applied" {
+		b.Fatal(res, err)
+	}
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res, err := s.Poll(ctx); err != nil || res.Status != "unchanged" {
+			b.Fatal(res, err)
+		}
+	}
+	b.StopTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) / time.Duration(b.N)
+	b.ReportMetric(float64(cpu.Microseconds()), "cpu-us/op")
 }

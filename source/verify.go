@@ -63,7 +63,7 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 	if b.Signature == nil {
 		return nil, fmt.Errorf("%w: no %s", ErrUnsigned, SignatureFile)
 	}
-	m, err := schema.ValidateManifest(ManifestFile, b.Manifest)
+	m, err := parseManifest(b.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
 	}
@@ -218,7 +218,7 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 	if b.Manifest == nil {
 		return nil, fmt.Errorf("%w: no %s", ErrUnsigned, ManifestFile)
 	}
-	m, err := schema.ValidateManifest(ManifestFile, b.Manifest)
+	m, err := parseManifest(b.Manifest)
 	if err != nil {
 		return nil, err
 	}

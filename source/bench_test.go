@@ -1,0 +1,127 @@
+package source
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"warden/audit"
+	"warden/schema"
+	"warden/state"
+)
+
+// manyPolicies returns n policies; tag makes their bytes (and so the
+// validation cache keys) unique to one bundle, and changed of them carry
+// change instead.
+func manyPolicies(n int, tag string, changed int, change string) map[string][]byte {
+	files := make(map[string][]byte, n)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("p-%05d", i)
+		desc := tag
+		if i < changed {
+			desc = change
+		}
+		files["policies/"+id+".json"] = []byte(`{"kind": "Policy", "id": "` + id + `", "spec": {"name": "Policy ` + id +
+			`", "description": "` + desc + `", "type": "PrivilegeElevation", "status": "enforce", "priority": ` + strconv.Itoa(i%1000) +
+			`, "controls": ["allow", "justification"], "durationSeconds": 900, "filters": {"users": ["*"], "groups": ["developers"], ` +
+			`"applications": [{"path": "/usr/bin/tool-` + strconv.Itoa(i) + `*"}]}}}`)
+	}
+	return files
+}
+
+func benchAgent(b *testing.B, key ed25519.PrivateKey) *agent {
+	root := b.TempDir()
+	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	os.WriteFile(filepath.Join(root, "trust", "k.pub"), EncodePublicKey(key.Public().(ed25519.PublicKey)), 0o600)
+	st, err := state.Open(filepath.Join(root, "KeeperStorage"), state.Options{}) // with fsync
+	if err != nil {
+		b.Fatal(err)
+	}
+	aw, err := audit.NewWriter(st, audit.Options{Machine: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := &agent{root: root, store: st, audit: aw, p: NewPipeline(st, aw, filepath.Join(root, "trust"))}
+	a.p.Logger = discardLogger()
+	b.Cleanup(a.close)
+	return a
+}
+
+func report(b *testing.B, sum Timings, n int) {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+	b.ReportMetric(per(sum.Read), "read-ms")
+	b.ReportMetric(per(sum.Hash), "hash-ms")
+	b.ReportMetric(per(sum.Verify), "verify-ms")
+	b.ReportMetric(per(sum.Validate), "validate-ms")
+	b.ReportMetric(per(sum.Commit), "commit-ms")
+	b.ReportMetric(peakRSSMB(), "peakRSS-MB")
+}
+
+func add(a, b Timings) Timings {
+	return Timings{a.Read + b.Read, a.Hash + b.Hash, a.Verify + b.Verify, a.Validate + b.Validate, a.Commit + b.Commit}
+}
+
+// BenchmarkApply10000 verifies and applies a bundle of 10,000 policies none
+// of which was validated before (each iteration's documents are new bytes).
+func BenchmarkApply10000(b *testing.B) {
+	key := newKey(b)
+	a := benchAgent(b, key)
+	var sum Timings
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		data := targz(b, craft(b, key, schema.Manifest{Version: int64(i + 1)}, manyPolicies(10_000, "run-"+strconv.Itoa(i)+"-"+b.Name(), 0, "")))
+		b.StartTimer()
+		_, t, err := a.p.ApplyTimed(context.Background(), data, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum = add(sum, t)
+	}
+	report(b, sum, b.N)
+}
+
+// BenchmarkApply10000Changed10 applies a new version of a 10,000-policy
+// bundle in which 10 policies changed.
+func BenchmarkApply10000Changed10(b *testing.B) {
+	key := newKey(b)
+	a := benchAgent(b, key)
+	base := "base-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	first := targz(b, craft(b, key, schema.Manifest{Version: 1}, manyPolicies(10_000, base, 0, "")))
+	if _, err := a.p.Apply(context.Background(), first, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	var sum Timings
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		data := targz(b, craft(b, key, schema.Manifest{Version: int64(i + 2)}, manyPolicies(10_000, base, 10, "changed-"+strconv.Itoa(i)+base)))
+		b.StartTimer()
+		_, t, err := a.p.ApplyTimed(context.Background(), data, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum = add(sum, t)
+	}
+	report(b, sum, b.N)
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM), in MB.
+func peakRSSMB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,41 @@
+package source
+
+import (
+	"strings"
+	"testing"
+
+	"warden/schema"
+)
+
+// The Go manifest check and schema/manifest.cue must agree.
+func TestManifestAgreesWithSchema(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	ok := `{"version": 1, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": [{"path": "policies/a.json", "sha256": "` + h + `"}]}`
+	cases := []struct{ name, doc string }{
+		{"valid", ok},
+		{"valid with expires", strings.Replace(ok, `"keyId"`, `"expires": "2026-01-01T00:00:00+02:00", "keyId"`, 1)},
+		{"no files", `{"version": 1, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": []}`},
+		{"version 0", strings.Replace(ok, `"version": 1`, `"version": 0`, 1)},
+		{"version missing", strings.Replace(ok, `"version": 1,`, ``, 1)},
+		{"version text", strings.Replace(ok, `"version": 1`, `"version": "1"`, 1)},
+		{"bad created", strings.Replace(ok, `2025-01-01T00:00:00Z`, `yesterday`, 1)},
+		{"created missing", strings.Replace(ok, `"created": "2025-01-01T00:00:00Z",`, ``, 1)},
+		{"bad expires", strings.Replace(ok, `"keyId"`, `"expires": "2026-01-01", "keyId"`, 1)},
+		{"upper-case key id", strings.Replace(ok, `"keyId": "`+h, `"keyId": "`+strings.ToUpper(h), 1)},
+		{"short hash", strings.Replace(ok, `"sha256": "`+h, `"sha256": "abc`, 1)},
+		{"dot-dot path", strings.Replace(ok, `policies/a.json`, `policies/../a.json`, 1)},
+		{"absolute path", strings.Replace(ok, `policies/a.json`, `/policies/a.json`, 1)},
+		{"unknown field", strings.Replace(ok, `"version": 1`, `"version": 1, "signer": "me"`, 1)},
+		{"unknown file field", strings.Replace(ok, `"path":`, `"mode": 420, "path":`, 1)},
+		{"not json", `{"version": 1,`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, goErr := parseManifest([]byte(tc.doc))
+			_, cueErr := schema.ValidateManifest(ManifestFile, []byte(tc.doc))
+			if (goErr == nil) != (cueErr == nil) {
+				t.Errorf("Go check says %v, CUE schema says %v", goErr, cueErr)
+			}
+		})
+	}
+}

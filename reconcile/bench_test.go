@@ -78,7 +78,7 @@ func BenchmarkResync10k(b *testing.B) {
 	for range b.N {
 		before := e.count(FilesController)
 		e.m.Resync()
-		for e.count(FilesController) < before+n+1 || !quiet(e.m) {
+		for e.count(FilesController) < before+n+1 || !e.m.quiet() {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}
@@ -90,15 +90,6 @@ func BenchmarkResync10k(b *testing.B) {
 		b.Fatal("resync rewrote a file")
 	}
 	b.ReportMetric(float64(n), "files")
-}
-
-func quiet(m *Manager) bool {
-	for _, s := range m.Status() {
-		if s.QueueDepth+s.Active > 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func modTime(b testing.TB, p string) time.Time {

@@ -141,14 +141,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 // stored everything.
 func (e *env) waitQuiet() {
 	e.t.Helper()
-	e.waitFor("reconciler to go quiet", func() bool {
-		for _, s := range e.m.Status() {
-			if s.QueueDepth+s.Active > 0 {
-				return false
-			}
-		}
-		return e.m.drift == nil || e.m.drift.idle()
-	})
+	e.waitFor("reconciler to go quiet", e.m.quiet)
 }
 
 func policyJSON(id string, priority int) []byte {

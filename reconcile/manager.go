@@ -256,8 +256,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	defer w.close()
-	m.drift = newDriftBook(m.store, m.opts.Audit, m.log, m.metrics, m.now)
-	defer m.drift.close()
+	book := newDriftBook(m.store, m.opts.Audit, m.log, m.metrics, m.now)
+	m.mu.Lock()
+	m.drift = book
+	m.mu.Unlock()
+	defer book.close()
 
 	sub, cancelSub := m.store.Subscribe()
 	defer cancelSub()
@@ -326,6 +329,20 @@ func (m *Manager) pruneDrift() {
 	} else if n > 0 {
 		m.log.Debug("pruned drift records", "count", n)
 	}
+}
+
+// quiet reports whether no controller has work and every drift record and
+// event is stored.
+func (m *Manager) quiet() bool {
+	for _, c := range m.controllers() {
+		if ready, active, _ := c.q.depth(); ready+active > 0 {
+			return false
+		}
+	}
+	m.mu.Lock()
+	book := m.drift
+	m.mu.Unlock()
+	return book == nil || book.idle()
 }
 
 func (m *Manager) progress(controller, key string, err error) {

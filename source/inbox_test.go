@@ -162,4 +162,3 @@ func TestInboxWaitsForCopy(t *testing.T) {
 		t.Errorf("%d BUNDLE_REJECTED events for a copy in progress", n)
 	}
 }
-

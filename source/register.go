@@ -111,4 +111,3 @@ func redact(err error, secret string) error {
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), secret, "REDACTED"))
 }
-

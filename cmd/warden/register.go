@@ -66,4 +66,3 @@ out of shell history and the process list.`,
 	cmd.MarkFlagRequired("token")
 	rootCmd.AddCommand(cmd)
 }
-

@@ -93,6 +93,19 @@ func (b *driftBook) detect(controller, key string, d Drift) {
 	b.queue(*r, audit.DriftDetected, audit.Warning, target(d.Target, r), "")
 }
 
+// adopt takes over the open and unresolved records of an earlier run (the
+// agent stopped before settling them) under the controller and key that
+// own them, so the next successful reconcile of that key corrects them.
+func (b *driftBook) adopt(controller, key string, r state.DriftRecord) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sk := controller + "\x00" + key
+	if b.open[sk] == nil {
+		b.open[sk] = map[string]*state.DriftRecord{}
+	}
+	b.open[sk][r.Field] = &r
+}
+
 // resolve marks every drift of key corrected: its Reconcile converged.
 func (b *driftBook) resolve(controller, key string) {
 	b.mu.Lock()

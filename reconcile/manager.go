@@ -281,7 +281,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
+	m.adoptDrift()
 	m.resyncAll(ctx)
+	m.pruneDrift()
 	tick := time.NewTicker(m.opts.ResyncInterval)
 	defer tick.Stop()
 	m.log.Info("reconciler running", "root", m.root, "resync", m.opts.ResyncInterval)
@@ -320,6 +322,36 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) resyncAll(ctx context.Context) {
 	for _, c := range m.controllers() {
 		c.resync(ctx)
+	}
+}
+
+// adoptDrift hands drift left open by an earlier run to the controllers
+// that own it and queues those keys.
+func (m *Manager) adoptDrift() {
+	recs, err := m.store.DriftRecords()
+	if err != nil {
+		m.log.Warn("reading drift records failed", "err", err)
+		return
+	}
+	for _, r := range recs {
+		if r.State == state.DriftCorrected {
+			continue
+		}
+		name, key := r.Kind, r.Name
+		switch r.Kind {
+		case "File":
+			name = FilesController
+		case "Path":
+			name = PermissionsController
+		case "Certificate":
+			name = CertificatesController
+		}
+		c := m.Controller(name)
+		if c == nil {
+			continue
+		}
+		m.drift.adopt(name, key, r)
+		c.Enqueue(key)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -408,4 +409,42 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 
 func totalWrites(t testing.TB, e *env) float64 {
 	return counterValue(t, e, "warden_reconcile_writes_total", map[string]string{})
+}
+
+// Run leaves no goroutine behind once its context ends.
+func TestRunStopsCleanly(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e := newEnv(t, nil)
+	e.start()
+	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
+	e.waitFor("materialized", func() bool { return readFile(e.path("policies/deny-netcat.json")) != "" })
+	must(t, os.Chmod(e.path("policies/deny-netcat.json"), 0o644))
+	e.waitFor("corrected", func() bool { return e.hasDrift("File", "policies/deny-netcat.json", "mode", state.DriftCorrected) })
+	e.stop()
+	if err := e.m.Run(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Errorf("second Run: got %v, want ErrRunning", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// Drift left open by a run that stopped before settling it is corrected
+// by the next run once the key converges.
+func TestOpenDriftAdoptedAfterRestart(t *testing.T) {
+	e := newEnv(t, nil)
+	stale := state.DriftRecord{ID: "stale1", Kind: "File", Name: "policies/gone.json", Field: "exists",
+		Desired: "absent", Actual: "present", State: state.DriftOpen, Action: "remove", DetectedAt: time.Now().UTC()}
+	must(t, e.store.PutDrift(stale))
+	e.start()
+	e.waitFor("stale drift corrected", func() bool { return e.hasDrift("File", "policies/gone.json", "exists", state.DriftCorrected) })
+	e.waitQuiet()
+	if n := len(e.events(audit.DriftCorrected)); n != 1 {
+		t.Errorf("DRIFT_CORRECTED: got %d, want 1", n)
+	}
 }

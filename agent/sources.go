@@ -16,6 +16,7 @@ func (a *agent) startSources(ctx context.Context) {
 	inbox := source.NewInbox(filepath.Join(a.opts.Root, "inbox"), a.pipeline, a.log)
 	a.inbox = inbox
 	a.goRun(ctx, "inbox", inbox.Run)
+	a.goRun(ctx, "sync", source.NewSync(a.store, a.pipeline, a.opts.Root, a.log).Run)
 }
 
 // goRun runs a long-lived part until ctx ends; stop waits for it.

@@ -30,7 +30,7 @@ const (
 
 var varNames = map[string]uint8{"USER": varUser, "HOME": varHome, "MACHINE": varMachine}
 
-// ops of the automaton; one instruction per pattern character.
+// ops of the automaton: one instruction per pattern character (two for **/).
 const (
 	opRune     uint8 = iota // r
 	opAny1                  // ?

@@ -125,11 +125,7 @@ func jsonError(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = ""
-		}
-		return reqErr(field, "must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)
+		return reqErr(te.Field, "must be %s, not %s", jsonType(te.Type.Kind().String()), te.Value)
 	case errors.As(err, &se):
 		return reqErr("", "not valid JSON at byte %d: %v", se.Offset, se)
 	case errors.Is(err, io.EOF):

@@ -50,10 +50,10 @@ type driftBook struct {
 	met   *metrics
 	now   func() time.Time
 
-	mu      sync.Mutex
-	open    map[string]map[string]*state.DriftRecord // controller\x00key -> field -> record
-	pending []driftOp
-	wake    chan struct{}
+	mu       sync.Mutex
+	open     map[string]map[string]*state.DriftRecord // controller\x00key -> field -> record
+	pending  []driftOp
+	wake     chan struct{}
 	closing  bool
 	flushing bool
 	done     chan struct{}

@@ -152,9 +152,9 @@ func (f *Files) Reconcile(ctx context.Context, rel string) (Result, error) {
 type current struct {
 	exists  bool
 	removed bool // something that was not a file was removed
-	st     unix.Stat_t
-	sum    [32]byte
-	fd     int // open O_RDONLY on the file, or -1
+	st      unix.Stat_t
+	sum     [32]byte
+	fd      int // open O_RDONLY on the file, or -1
 }
 
 func (c *current) close() {

@@ -365,7 +365,9 @@ func TestStatusAndMetrics(t *testing.T) {
 
 type reconcilerFunc func(ctx context.Context, key string) (Result, error)
 
-func (f reconcilerFunc) Reconcile(ctx context.Context, key string) (Result, error) { return f(ctx, key) }
+func (f reconcilerFunc) Reconcile(ctx context.Context, key string) (Result, error) {
+	return f(ctx, key)
+}
 
 func statusOf(m *Manager, name string) ControllerStatus {
 	for _, s := range m.Status() {

@@ -24,6 +24,7 @@ import (
 
 	"warden/api"
 	"warden/audit"
+	"warden/broker"
 	"warden/engine"
 	"warden/peer"
 	"warden/pki"
@@ -99,6 +100,7 @@ type agent struct {
 	engine   *engine.Engine
 	notifier func([]byte)
 	manager  *reconcile.Manager
+	broker   *broker.Broker
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -186,7 +188,11 @@ func (a *agent) start(ctx context.Context) error {
 		return fmt.Errorf("listen health: %w", err)
 	}
 	info.Health = healthLn.Addr().String()
-	info.MQTT = a.opts.ListenMQTT // replaced by the broker's address once it serves
+	if info.MQTT, err = a.startBroker(); err != nil {
+		apiLn.Close()
+		healthLn.Close()
+		return err
+	}
 
 	if err := a.startControllers(bgCtx, reg, reconcile.Listen{API: info.API, Health: info.Health, MQTT: info.MQTT}); err != nil {
 		return err
@@ -243,6 +249,11 @@ func (a *agent) stop() {
 		a.cancel()
 	}
 	a.bg.Wait()
+	if a.broker != nil {
+		if err := a.broker.Close(); err != nil {
+			a.log.Warn("close broker", "err", err)
+		}
+	}
 	os.Remove(filepath.Join(a.opts.Root, InfoPath))
 	if a.audit != nil {
 		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})

@@ -30,6 +30,9 @@ type Options struct {
 	Audit  *audit.Writer
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Sleep waits d for a rate-limited request's turn (default: a timer
+	// that ctx can cut short). Tests inject their clock's.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Notify publishes a monitor-notify notification (the broker's
 	// Notifications topic); nil drops them.
 	Notify func(payload []byte)
@@ -58,6 +61,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
 	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "engine"),
 		verified: map[string]time.Time{}, lastStep: map[string]int64{}}
@@ -128,5 +134,16 @@ func (e *Engine) Run(ctx context.Context) error {
 				e.log.Error("grants: expire", "err", err)
 			}
 		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -45,12 +45,8 @@ func (e *Engine) Evaluate(ctx context.Context, req *policy.Request, explain bool
 		return Result{}, ErrRateLimited
 	}
 	if res.Wait > 0 {
-		t := time.NewTimer(res.Wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return Result{}, ctx.Err()
+		if err := e.opts.Sleep(ctx, res.Wait); err != nil {
+			return Result{}, err
 		}
 		now = e.opts.Now()
 	}

@@ -1,0 +1,263 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"warden/audit"
+	"warden/engine"
+	"warden/policy"
+	"warden/schema"
+	"warden/state"
+)
+
+// clock is an injected clock tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type fixture struct {
+	store *state.Store
+	aw    *audit.Writer
+	eng   *engine.Engine
+	clk   *clock
+}
+
+func setup(t *testing.T, docs ...string) *fixture {
+	t.Helper()
+	st, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var ds []*schema.Document
+	for i, d := range docs {
+		doc, err := schema.Validate("doc"+string(rune('a'+i))+".json", []byte(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, doc)
+	}
+	if _, err := st.ApplyGeneration(state.Apply{BundleVersion: 1, Source: "test", Docs: ds}); err != nil {
+		t.Fatal(err)
+	}
+	aw, err := audit.NewWriter(st, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(aw.Close)
+	clk := &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	// Waiting for a rate-limited turn takes no time here: the queue fills.
+	nosleep := func(context.Context, time.Duration) error { return nil }
+	eng, err := engine.New(engine.Options{Store: st, Audit: aw, Now: clk.Now, Sleep: nosleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{st, aw, eng, clk}
+}
+
+func (f *fixture) count(t *testing.T, typ string) int {
+	t.Helper()
+	evs, _, err := audit.Query(f.store, audit.Filter{Types: []string{typ}, Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
+}
+
+const devTools = `{"kind": "Policy", "id": "dev-tools", "spec": {"name": "Developers", "type": "PrivilegeElevation",
+ "status": "enforce", "priority": 50, "controls": ["allow", "justification"], "durationSeconds": 900,
+ "filters": {"groups": ["developers"], "applications": [{"path": "/usr/bin/apt*"}]}}}`
+
+const needsApproval = `{"kind": "Policy", "id": "db-admin", "spec": {"name": "DB admin", "type": "PrivilegeElevation",
+ "status": "enforce", "controls": ["allow", "approval"], "filters": {"applications": [{"path": "/usr/bin/psql"}]}}}`
+
+const needsMFA = `{"kind": "Policy", "id": "sudo-mfa", "spec": {"name": "MFA for su", "type": "PrivilegeElevation",
+ "status": "enforce", "controls": ["allow", "mfa"], "filters": {"applications": [{"path": "/usr/bin/su"}]}}}`
+
+const approver = `{"kind": "Approver", "id": "dba", "spec": {"name": "DBAs", "users": ["alice"], "policies": ["db-*"]}}`
+
+func req(user, app string) *policy.Request {
+	return &policy.Request{User: user, Groups: []string{"developers"}, Machine: "ws-1", Action: "elevate",
+		Application: policy.Application{Path: app}}
+}
+
+func TestJustificationCreatesGrantThatExpires(t *testing.T) {
+	f := setup(t, devTools)
+	ctx := context.Background()
+	r, err := f.eng.Evaluate(ctx, req("dave", "/usr/bin/apt-get"), false)
+	if err != nil || r.Decision.Decision != "justification" || r.Effective != "justification" {
+		t.Fatalf("without justification: %+v, %v; want justification", r, err)
+	}
+	q := req("dave", "/usr/bin/apt-get")
+	q.Justification = "patching CVE-2026-1234"
+	r, err = f.eng.Evaluate(ctx, q, false)
+	if err != nil || r.Effective != "allow" || r.GrantID == "" {
+		t.Fatalf("with justification: %+v, %v; want allow with a grant", r, err)
+	}
+	if want := f.clk.Now().Add(900 * time.Second); !r.GrantExpiresAt.Equal(want) {
+		t.Fatalf("grant expires %v; want %v", r.GrantExpiresAt, want)
+	}
+	evs, _, _ := audit.Query(f.store, audit.Filter{Types: []string{audit.PolicyEvaluation}})
+	if len(evs) != 2 || evs[1].Details["justification"] != "patching CVE-2026-1234" {
+		t.Fatalf("justification not audited: %+v", evs)
+	}
+	if f.count(t, audit.ElevationGranted) != 1 {
+		t.Fatal("no ELEVATION_GRANTED")
+	}
+	// The grant outlives the agent being down: a new engine after the
+	// expiry time revokes it at start.
+	f.clk.Add(901 * time.Second)
+	eng2, _ := engine.New(engine.Options{Store: f.store, Audit: f.aw, Now: f.clk.Now})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { eng2.Run(rctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.count(t, audit.ElevationExpired) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if gs, _ := eng2.Grants(); len(gs) != 0 || f.count(t, audit.ElevationExpired) != 1 {
+		t.Fatalf("after expiry: grants %v, ELEVATION_EXPIRED %d; want none and 1", gs, f.count(t, audit.ElevationExpired))
+	}
+}
+
+func TestApprovalFlow(t *testing.T) {
+	f := setup(t, needsApproval, approver)
+	ctx := context.Background()
+	r, err := f.eng.Evaluate(ctx, req("carol", "/usr/bin/psql"), false)
+	if err != nil || r.Effective != "approval" || r.ApprovalID == "" {
+		t.Fatalf("first request: %+v, %v; want approval with an id", r, err)
+	}
+	again, _ := f.eng.Evaluate(ctx, req("carol", "/usr/bin/psql"), false)
+	if again.ApprovalID != r.ApprovalID {
+		t.Fatalf("repeated request made a second approval %s (first %s)", again.ApprovalID, r.ApprovalID)
+	}
+	if _, err := f.eng.Decide(r.ApprovalID, "mallory", true); !errors.Is(err, engine.ErrNotAnApprover) {
+		t.Fatalf("unlisted approver: %v; want ErrNotAnApprover", err)
+	}
+	if a, err := f.eng.Decide(r.ApprovalID, "alice", true); err != nil || a.State != "approved" {
+		t.Fatalf("alice approves: %+v, %v", a, err)
+	}
+	if _, err := f.eng.Decide(r.ApprovalID, "alice", false); !errors.Is(err, engine.ErrAlreadyDecided) {
+		t.Fatalf("second decision: %v; want ErrAlreadyDecided", err)
+	}
+	r, _ = f.eng.Evaluate(ctx, req("carol", "/usr/bin/psql"), false)
+	if r.Effective != "allow" {
+		t.Fatalf("after approval: %+v; want allow", r)
+	}
+	f.clk.Add(25 * time.Hour)
+	r, _ = f.eng.Evaluate(ctx, req("carol", "/usr/bin/psql"), false)
+	if r.Effective != "approval" {
+		t.Fatalf("after 25 h: %+v; want approval again (an approval is usable 24 h)", r)
+	}
+	// A pending request expires after 30 minutes.
+	r2, _ := f.eng.Evaluate(ctx, req("erin", "/usr/bin/psql"), false)
+	f.clk.Add(31 * time.Minute)
+	if _, err := f.eng.Decide(r2.ApprovalID, "alice", true); !errors.Is(err, engine.ErrNoApproval) {
+		t.Fatalf("approving an expired request: %v; want ErrNoApproval", err)
+	}
+}
+
+func TestMFA(t *testing.T) {
+	f := setup(t, needsMFA)
+	ctx := context.Background()
+	uri, err := f.eng.EnrollMFA("frank")
+	if err != nil || !strings.HasPrefix(uri, "otpauth://totp/") {
+		t.Fatalf("EnrollMFA = %q, %v", uri, err)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := policy.ParseTOTPSecret(u.Query().Get("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.eng.Evaluate(ctx, req("frank", "/usr/bin/su"), false); r.Effective != "mfa" {
+		t.Fatalf("no code: %+v; want mfa", r)
+	}
+	bad := req("frank", "/usr/bin/su")
+	bad.MFACode = "000000"
+	if policy.TOTPCode(secret, f.clk.Now()) == "000000" {
+		bad.MFACode = "111111"
+	}
+	if r, _ := f.eng.Evaluate(ctx, bad, false); r.Effective != "mfa" || r.MFA != "failed" {
+		t.Fatalf("wrong code: %+v; want mfa, failed", r)
+	}
+	good := req("frank", "/usr/bin/su")
+	good.MFACode = policy.TOTPCode(secret, f.clk.Now())
+	if r, _ := f.eng.Evaluate(ctx, good, false); r.Effective != "allow" || r.MFA != "verified" {
+		t.Fatalf("right code: %+v; want allow, verified", r)
+	}
+	f.clk.Add(4 * time.Minute)
+	if r, _ := f.eng.Evaluate(ctx, req("frank", "/usr/bin/su"), false); r.Effective != "allow" {
+		t.Fatalf("4 min later without a code: %+v; want allow (verified within 5 min)", r)
+	}
+	f.clk.Add(2 * time.Minute)
+	if r, _ := f.eng.Evaluate(ctx, req("frank", "/usr/bin/su"), false); r.Effective != "mfa" {
+		t.Fatalf("6 min later: %+v; want mfa again", r)
+	}
+	replay := req("frank", "/usr/bin/su")
+	replay.MFACode = good.MFACode
+	f.clk.Add(-6*time.Minute + 10*time.Second) // same time step as the code used
+	if r, _ := f.eng.Evaluate(ctx, replay, false); r.MFA != "failed" {
+		t.Fatalf("replayed code: %+v; want failed", r)
+	}
+}
+
+func TestRateLimitAndBreaker(t *testing.T) {
+	settings := `{"kind": "Settings", "id": "agent", "spec": {"rateLimit": {"perMinute": 2, "queue": 1},
+	  "circuitBreaker": {"failures": 4, "openSeconds": 300}}}`
+	f := setup(t, settings)
+	ctx := context.Background()
+	// Two within the rate, one queued, then the queue is full.
+	for i := 0; i < 3; i++ {
+		if _, err := f.eng.Evaluate(ctx, req("gina", "/usr/bin/vim"), false); err != nil {
+			t.Fatalf("request %d: %v; want an answer", i, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := f.eng.Evaluate(ctx, req("gina", "/usr/bin/vim"), false); !errors.Is(err, engine.ErrRateLimited) {
+			t.Fatalf("over the rate and queue: %v; want ErrRateLimited", err)
+		}
+	}
+	if n := f.count(t, audit.RateLimited); n != 1 {
+		t.Fatalf("RATE_LIMITED events = %d for one burst; want 1", n)
+	}
+	// Refused requests are not evaluations: three denials so far, the
+	// fourth opens gina's circuit.
+	if f.count(t, audit.CircuitOpen) != 0 {
+		t.Fatal("circuit opened before the fourth failure")
+	}
+	f.clk.Add(time.Minute)
+	if _, err := f.eng.Evaluate(ctx, req("gina", "/usr/bin/vim"), false); err != nil {
+		t.Fatal(err)
+	}
+	if f.count(t, audit.CircuitOpen) != 1 {
+		t.Fatalf("CIRCUIT_OPEN events = %d after 4 failures; want 1", f.count(t, audit.CircuitOpen))
+	}
+	r, err := f.eng.Evaluate(ctx, req("gina", "/usr/bin/vim"), false)
+	if err != nil || !strings.HasPrefix(r.Reason, policy.ReasonCircuitOpen) || r.Effective != "deny" {
+		t.Fatalf("while open: %+v, %v; want deny, circuit-open", r, err)
+	}
+	// Another source is not affected.
+	if r, err := f.eng.Evaluate(ctx, req("hank", "/usr/bin/vim"), false); err != nil || strings.HasPrefix(r.Reason, policy.ReasonCircuitOpen) {
+		t.Fatalf("other source: %+v, %v; want an evaluation", r, err)
+	}
+	f.clk.Add(5 * time.Minute)
+	r, err = f.eng.Evaluate(ctx, req("gina", "/usr/bin/vim"), false)
+	if err != nil || strings.HasPrefix(r.Reason, policy.ReasonCircuitOpen) {
+		t.Fatalf("after 5 min: %+v, %v; want an evaluation again", r, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"warden/audit"
+	"warden/policy"
 	"warden/schema"
 	"warden/state"
 )
@@ -168,6 +169,18 @@ func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id str
 	}
 	if doc != nil {
 		docs = append(docs, doc)
+	}
+	if kind == schema.KindPolicy {
+		var policies []*schema.Document
+		for _, d := range docs {
+			if d.Kind == schema.KindPolicy {
+				policies = append(policies, d)
+			}
+		}
+		if _, err := policy.Compile(policies); err != nil {
+			writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
+			return
+		}
 	}
 	meta, err := s.opts.Store.ApplyGeneration(state.Apply{
 		BundleVersion: cur.Meta.BundleVersion, Source: "local", Docs: docs,

@@ -46,6 +46,8 @@ type Engine struct {
 	gen     atomic.Uint64
 	limiter atomic.Pointer[policy.Limiter]
 	breaker atomic.Pointer[policy.Breaker]
+	rate    schema.RateLimit      // settings the limiter was built with
+	brk     schema.CircuitBreaker // settings the breaker was built with
 
 	mfaMu    sync.Mutex
 	verified map[string]time.Time // user -> last successful TOTP check
@@ -92,8 +94,16 @@ func (e *Engine) load() error {
 	set := sn.Settings()
 	e.index.Store(ix)
 	e.gen.Store(sn.Meta.Generation)
-	e.limiter.Store(policy.NewLimiter(set.RateLimit))
-	e.breaker.Store(policy.NewBreaker(set.CircuitBreaker))
+	// Keep the limiter's and breaker's memory of each source unless their
+	// settings changed: a new generation is no reason to forgive a flood.
+	if e.limiter.Load() == nil || e.rate != set.RateLimit {
+		e.limiter.Store(policy.NewLimiter(set.RateLimit))
+		e.rate = set.RateLimit
+	}
+	if e.breaker.Load() == nil || e.brk != set.CircuitBreaker {
+		e.breaker.Store(policy.NewBreaker(set.CircuitBreaker))
+		e.brk = set.CircuitBreaker
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"warden/policy"
 	"warden/schema"
 )
 
@@ -94,6 +95,17 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 	v.Timings.Validate = time.Since(start)
 	if errs != nil {
 		return &InvalidError{Errors: errs}
+	}
+	// Policies must also compile: a generation the engine cannot load
+	// must not replace the one in force.
+	var policies []*schema.Document
+	for _, d := range docs {
+		if d.Kind == schema.KindPolicy {
+			policies = append(policies, d)
+		}
+	}
+	if _, err := policy.Compile(policies); err != nil {
+		return &InvalidError{Errors: schema.Errors{{File: "policies/", Msg: err.Error()}}}
 	}
 	v.Docs = docs
 	return ctx.Err()

@@ -143,6 +143,9 @@ type JobTrigger struct {
 	IntervalMinutes int      `json:"intervalMinutes,omitempty"`
 	RunAt           string   `json:"runAt,omitempty"`
 	Events          []string `json:"events,omitempty"`
+	// EventCooldownSeconds is how long after a run ends events are ignored
+	// for this job (the recursion guard; default 60).
+	EventCooldownSeconds int `json:"eventCooldownSeconds"`
 }
 
 // Task is one command of a job.

@@ -16,12 +16,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
-	cuejson "cuelang.org/go/encoding/json"
-	"github.com/tidwall/gjson"
 )
 
 //go:embed *.cue
@@ -35,10 +35,12 @@ const MaxDocumentSize = 1 << 20
 // The schemas need six levels; anything far deeper is hostile.
 const MaxDepth = 64
 
-// ErrTooLarge and ErrTooDeep are the rules broken by oversized input.
+// ErrTooLarge, ErrTooDeep and ErrNotUTF8 are the rules broken by input
+// refused before parsing.
 var (
 	ErrTooLarge = fmt.Errorf("document larger than %d bytes", MaxDocumentSize)
 	ErrTooDeep  = fmt.Errorf("document nested deeper than %d levels", MaxDepth)
+	ErrNotUTF8  = errors.New("document is not valid UTF-8 (JSON is text)")
 )
 
 // Issue is one broken rule: the file, the field path within the document
@@ -136,6 +138,10 @@ func borrow() *validator {
 
 func giveBack(v *validator) { pool <- v }
 
+// evaluations counts documents that reached CUE (cache misses), so tests
+// can tell a cached answer from a fresh one.
+var evaluations atomic.Int64
+
 // Validate checks one document against the schema of its kind and returns
 // it typed, with defaults filled in. name is used in error messages (the
 // file the document came from). The error, if any, is of type Errors and
@@ -149,23 +155,30 @@ func Validate(name string, data []byte) (*Document, error) {
 	if err := precheck(data); err != nil {
 		return nil, Errors{{File: name, Msg: err.Error()}}
 	}
-	kind := gjson.GetBytes(data, "kind")
+	tree, err := jsonTree(data)
+	if err != nil {
+		return nil, Errors{{File: name, Msg: jsonError(data, err)}}
+	}
+	obj, _ := tree.(map[string]any)
+	kind, hasKind := obj["kind"]
 	def := ""
 	for _, k := range Kinds {
-		if kind.Type == gjson.String && kind.Str == k {
+		if kind == k {
 			def = k
 		}
 	}
 	if def == "" {
-		return nil, Errors{{File: name, Path: "kind", Msg: fmt.Sprintf("invalid value %s (must be one of %s)", kindText(kind), strings.Join(Kinds, ", "))}}
+		return nil, Errors{{File: name, Path: "kind", Msg: fmt.Sprintf("invalid value %s (must be one of %s)", kindText(kind, hasKind), strings.Join(Kinds, ", "))}}
 	}
+	evaluations.Add(1)
 	v := borrow()
 	defer giveBack(v)
-	val, err := v.unify(name, data, v.defs[def])
+	val, err := v.unify(name, tree, v.defs[def])
 	if err != nil {
 		return nil, err
 	}
-	d := &Document{Kind: def, ID: gjson.GetBytes(data, "id").String(), Raw: append(json.RawMessage(nil), data...), Hash: sum}
+	id, _ := obj["id"].(string)
+	d := &Document{Kind: def, ID: id, Raw: append(json.RawMessage(nil), data...), Hash: sum}
 	if d.Spec, err = decodeSpec(def, val.LookupPath(cue.ParsePath("spec"))); err != nil {
 		return nil, Errors{{File: name, Path: "spec", Msg: err.Error()}}
 	}
@@ -178,9 +191,13 @@ func ValidateManifest(name string, data []byte) (*Manifest, error) {
 	if err := precheck(data); err != nil {
 		return nil, Errors{{File: name, Msg: err.Error()}}
 	}
+	tree, err := jsonTree(data)
+	if err != nil {
+		return nil, Errors{{File: name, Msg: jsonError(data, err)}}
+	}
 	v := borrow()
 	defer giveBack(v)
-	val, err := v.unify(name, data, v.manif)
+	val, err := v.unify(name, tree, v.manif)
 	if err != nil {
 		return nil, err
 	}
@@ -191,14 +208,10 @@ func ValidateManifest(name string, data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// unify parses data as JSON (never as CUE: untrusted input is not
-// evaluated) and checks it against def.
-func (v *validator) unify(name string, data []byte, def cue.Value) (cue.Value, error) {
-	expr, err := cuejson.Extract(name, data)
-	if err != nil {
-		return cue.Value{}, Errors{{File: name, Msg: "not valid JSON: " + trimPos(err.Error())}}
-	}
-	val := def.Unify(v.ctx.BuildExpr(expr))
+// unify checks a document, parsed by jsonTree (as JSON, never as CUE:
+// untrusted input is not evaluated), against def.
+func (v *validator) unify(name string, tree any, def cue.Value) (cue.Value, error) {
+	val := def.Unify(v.ctx.Encode(tree))
 	if err := val.Validate(cue.Concrete(true)); err != nil {
 		return cue.Value{}, issues(name, err)
 	}
@@ -223,6 +236,8 @@ func issues(name string, err error) Errors {
 		switch {
 		case is.Msg == "field not allowed":
 			is.Msg = "field not allowed (unknown field)"
+		case is.Msg == "field is required but not present":
+			is.Msg = "required field is missing"
 		case strings.HasPrefix(is.Msg, "incomplete value"):
 			is.Msg = "required field is missing (" + is.Msg + ")"
 		case strings.Contains(is.Msg, "errors in empty disjunction"):
@@ -292,18 +307,30 @@ func pathString(p []string) string {
 	return strings.Join(parts, ".")
 }
 
-func trimPos(s string) string {
-	if i := strings.LastIndex(s, ": "); i >= 0 && strings.Contains(s[:i], ":") {
-		return s[i+2:]
+// jsonError words a parse failure. gjson only says "invalid", so for
+// broken JSON encoding/json is asked where it broke.
+func jsonError(data []byte, err error) string {
+	if errors.Is(err, ErrTooManyValues) || errors.Is(err, errDuplicateKey) {
+		return err.Error()
 	}
-	return s
+	var x any
+	jerr := json.Unmarshal(data, &x)
+	var syn *json.SyntaxError
+	if errors.As(jerr, &syn) {
+		return fmt.Sprintf("not valid JSON: %s (at byte %d)", syn.Error(), syn.Offset)
+	}
+	if jerr != nil {
+		return "not valid JSON: " + jerr.Error()
+	}
+	return err.Error()
 }
 
-func kindText(k gjson.Result) string {
-	if !k.Exists() {
+func kindText(k any, ok bool) string {
+	if !ok {
 		return "(missing)"
 	}
-	return k.Raw
+	b, _ := json.Marshal(k)
+	return string(b)
 }
 
 func decodeSpec(kind string, v cue.Value) (any, error) {
@@ -335,6 +362,9 @@ func newSpec(kind string) (any, error) {
 func precheck(data []byte) error {
 	if len(data) > MaxDocumentSize {
 		return ErrTooLarge
+	}
+	if !utf8.Valid(data) {
+		return ErrNotUTF8
 	}
 	depth, inStr, esc := 0, false, false
 	for _, c := range data {

@@ -236,6 +236,7 @@ func (b *Broker) Close() error {
 		select {
 		case <-done:
 		case <-time.After(closeGrace):
+			b.log.Warn("clients still connected after the grace period, closing their connections")
 			b.closeConns(func(*conn) bool { return true })
 			<-done
 		}

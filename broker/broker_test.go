@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -378,5 +379,44 @@ func TestCloseEndsEveryConnection(t *testing.T) {
 	}
 	if err := e.broker.Notify(nil); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Notify after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestStartCloseLeavesNoGoroutines(t *testing.T) {
+	e := newEnv(t, envOptions{}) // store, writer, CA, and one broker we ignore
+	id := e.issue(pki.RolePlugin, "heartbeat")
+	base := runtime.NumGoroutine()
+	for range 3 {
+		b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", CA: e.ca, Server: e.server, Audit: e.audit, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, err := b.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Start(); !errors.Is(err, broker.ErrStarted) {
+			t.Fatalf("second Start = %v, want ErrStarted", err)
+		}
+		other := *e
+		other.addr = addr
+		c := other.mustConnect(id, "plugin/heartbeat")
+		raw, err := net.Dial("tcp", addr) // and one that never says anything
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		b.Close()
+		waitGone(t, c, 0x8b)
+		raw.Close()
+	}
+	// Goroutines end asynchronously after their connection closes: poll.
+	deadline := time.Now().Add(waitLimit)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -51,6 +51,7 @@ type env struct {
 	store  *state.Store
 	audit  *audit.Writer
 	ca     *pki.CA
+	server *pki.ServerCert
 	broker *broker.Broker
 	addr   string
 }
@@ -81,12 +82,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if e.ca, err = pki.Open(filepath.Join(e.dir, "certs"), e.clock.Now); err != nil {
 		t.Fatal(err)
 	}
-	server := pki.NewServerCert(e.ca, pki.ServerCertConfig{})
-	if _, err := server.Rotate(); err != nil {
+	e.server = pki.NewServerCert(e.ca, pki.ServerCertConfig{})
+	if _, err := e.server.Rotate(); err != nil {
 		t.Fatal(err)
 	}
 	e.broker, err = broker.New(broker.Options{
-		Addr: "127.0.0.1:0", CA: e.ca, Server: server, Audit: e.audit, Logger: testLogger(),
+		Addr: "127.0.0.1:0", CA: e.ca, Server: e.server, Audit: e.audit, Logger: testLogger(),
 		Topics:        func(id string) []string { return o.topics[id] },
 		SweepInterval: -1, // tests call Sweep
 	})

@@ -62,6 +62,7 @@ func BenchmarkTamperRestore(b *testing.B) {
 func BenchmarkResync10k(b *testing.B) {
 	const n = 10_000
 	e := newEnv(b, nil)
+	e.timeout = 5 * time.Minute // 10,000 fsynced writes on a busy machine
 	e.start()
 	e.apply(policies(b, n)...)
 	last := e.path(fmt.Sprintf("policies/p-%05d.json", n-1))

@@ -29,6 +29,8 @@ type env struct {
 	reg   *prometheus.Registry
 	m     *Manager
 
+	timeout time.Duration // waitFor's limit (20 s)
+
 	cancel context.CancelFunc
 	done   chan error
 
@@ -128,7 +130,11 @@ func (e *env) total() int {
 // cond holds. It asserts an outcome, never a speed.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	limit := e.timeout
+	if limit == 0 {
+		limit = 20 * time.Second
+	}
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)

@@ -147,10 +147,14 @@ func TestIdleDoesNoWork(t *testing.T) {
 	e.start()
 	e.apply(append(validated(t, policyJSON("deny-netcat", 100)), policies(t, 50)...)...)
 	e.waitFor("materialized", func() bool { return readFile(e.path("policies/p-00049.json")) != "" })
-	e.waitQuiet()
-	// The events of the agent's own last writes may still be in flight.
-	time.Sleep(300 * time.Millisecond)
-	e.waitQuiet()
+	// The events of the agent's own last writes may still be in flight
+	// (slowly, on a loaded machine): settle until a whole half second
+	// passes without a reconcile.
+	for prev := -1; prev != e.total(); {
+		e.waitQuiet()
+		prev = e.total()
+		time.Sleep(500 * time.Millisecond)
+	}
 
 	before := e.total()
 	time.Sleep(2 * time.Second)

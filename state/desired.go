@@ -24,8 +24,8 @@ type Meta struct {
 // Snapshot is one whole generation: read-only, consistent, and cheap to
 // share. Docs are sorted by kind order, then id.
 type Snapshot struct {
-	Meta Meta
-	Docs []*schema.Document
+	Meta  Meta
+	Docs  []*schema.Document
 	byKey map[string]*schema.Document
 }
 
@@ -83,9 +83,12 @@ type Apply struct {
 
 // stored is a document as it sits (encrypted) in the desired bucket.
 type stored struct {
-	Kind string          `json:"kind"`
-	ID   string          `json:"id"`
-	Raw  json.RawMessage `json:"raw"`
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Raw is []byte (base64 in JSON), not json.RawMessage: Marshal compacts
+	// a RawMessage, and the document must come back byte for byte, or its
+	// hash (which drift checks and bundles compare) would change on restart.
+	Raw  []byte          `json:"raw"`
 	Spec json.RawMessage `json:"spec"`
 }
 

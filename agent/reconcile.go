@@ -9,8 +9,8 @@ import (
 	"warden/schema"
 )
 
-// startControllers starts the controller manager: files, permissions and
-// settings, with Settings changes applied to the API and the logger
+// startControllers starts the controller manager: files, permissions,
+// certificates and settings, with Settings changes applied to the API and the logger
 // without a restart.
 func (a *agent) startControllers(ctx context.Context, reg prometheus.Registerer, l reconcile.Listen) error {
 	m, err := reconcile.NewManager(reconcile.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit,
@@ -19,6 +19,9 @@ func (a *agent) startControllers(ctx context.Context, reg prometheus.Registerer,
 		return err
 	}
 	m.OnSettings(func(s *schema.SettingsSpec) { a.api.SetAllowedHosts(s.AllowedHosts) })
+	if _, err := m.AddCertificates(a.server); err != nil {
+		return err
+	}
 	a.manager = m
 	a.goRun(ctx, "reconcile", m.Run)
 	return nil

@@ -1,0 +1,28 @@
+package jobs
+
+import "time"
+
+// Clock is the scheduler's and the runner's time source. Tests inject a
+// fake so schedules, intervals, timeouts and cool-downs are exercised
+// without sleeping.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a one-shot timer of a Clock. A timer whose duration is zero or
+// negative fires at once.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                 { return time.Now() }
+func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time { return r.t.C }
+func (r realTimer) Stop() bool          { return r.t.Stop() }

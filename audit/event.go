@@ -4,6 +4,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -109,4 +110,22 @@ func (e *Event) canonical() []byte {
 func (e *Event) computeHash() string {
 	sum := sha256.Sum256(e.canonical())
 	return hex.EncodeToString(sum[:])
+}
+
+// seal sets e.Hash and returns the event's stored JSON, marshalling once:
+// hash is the last field, so the stored form is the canonical form with
+// the empty hash filled in.
+func (e *Event) seal() []byte {
+	c := e.canonical()
+	sum := sha256.Sum256(c)
+	e.Hash = hex.EncodeToString(sum[:])
+	const tail = `"hash":""}`
+	if !bytes.HasSuffix(c, []byte(tail)) {
+		b, _ := json.Marshal(e) // not reached while Hash is the last field
+		return b
+	}
+	out := make([]byte, 0, len(c)+len(e.Hash))
+	out = append(out, c[:len(c)-2]...)
+	out = append(out, e.Hash...)
+	return append(out, `"}`...)
 }

@@ -198,9 +198,8 @@ func (w *Writer) commit(batch []request) {
 		e.Time = w.now().UTC()
 		e.Machine = w.machine
 		e.PrevHash = prev
-		e.Hash = e.computeHash()
+		data := e.seal()
 		prev = e.Hash
-		data, _ := json.Marshal(e)
 		e.Raw = data
 		entries[i] = state.AuditEntry{Seq: seq, Data: data}
 	}

@@ -34,6 +34,20 @@ type apiError struct {
 	Code  string `json:"code"`
 }
 
+// WriteJSON writes v as the JSON answer with status. Handlers outside this
+// package (engine, jobs) use it so every answer has one shape.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// WriteError writes the JSON error body {"error", "code"} with status.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeError(w, status, code, msg)
+}
+
+// DecodeJSON reads a strict JSON body into v (content type, size cap, no
+// unknown fields); on failure it has written the 4xx answer and returns
+// false.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) bool { return decodeJSON(w, r, v) }
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

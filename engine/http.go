@@ -1,40 +1,28 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
 
 	"github.com/gorilla/mux"
 
+	"warden/api"
 	"warden/policy"
 )
 
-type apiError struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func jsonBody(w http.ResponseWriter, r *http.Request) bool {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, apiError{"Content-Type must be application/json", "unsupported_media_type"})
-		return false
-	}
-	return true
-}
+// Error codes of this package's answers.
+const (
+	codeBadRequest = "bad_request"
+	codeInternal   = "internal"
+)
 
 // EvaluateHandler serves POST /api/v1/evaluate; `?explain=true` adds the
 // filters that did and did not match.
 func (e *Engine) EvaluateHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !jsonBody(w, r) {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			api.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 			return
 		}
 		req, err := policy.DecodeRequest(r.Body)
@@ -43,18 +31,18 @@ func (e *Engine) EvaluateHandler() http.Handler {
 			if errors.Is(err, policy.ErrRequestTooLarge) {
 				status = http.StatusRequestEntityTooLarge
 			}
-			writeJSON(w, status, apiError{err.Error(), "bad_request"})
+			api.WriteError(w, status, codeBadRequest, err.Error())
 			return
 		}
 		res, err := e.Evaluate(r.Context(), req, r.URL.Query().Get("explain") == "true")
 		switch {
 		case errors.Is(err, ErrRateLimited):
 			w.Header().Set("Retry-After", "60")
-			writeJSON(w, http.StatusTooManyRequests, apiError{err.Error(), "rate_limited"})
+			api.WriteError(w, http.StatusTooManyRequests, "rate_limited", err.Error())
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error(), "unavailable"})
+			api.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:
-			writeJSON(w, http.StatusOK, res)
+			api.WriteJSON(w, http.StatusOK, res)
 		}
 	})
 }
@@ -63,30 +51,28 @@ func (e *Engine) EvaluateHandler() http.Handler {
 // with body {"approver": "alice"}.
 func (e *Engine) DecideHandler(approve bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !jsonBody(w, r) {
-			return
-		}
 		var body struct {
 			Approver string `json:"approver"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil || body.Approver == "" {
-			writeJSON(w, http.StatusBadRequest, apiError{"body must be {\"approver\": \"NAME\"}", "bad_request"})
+		if !api.DecodeJSON(w, r, &body) {
+			return
+		}
+		if body.Approver == "" {
+			api.WriteError(w, http.StatusBadRequest, codeBadRequest, `body must be {"approver": "NAME"}`)
 			return
 		}
 		a, err := e.Decide(mux.Vars(r)["id"], body.Approver, approve)
 		switch {
 		case errors.Is(err, ErrNoApproval):
-			writeJSON(w, http.StatusNotFound, apiError{err.Error(), "not_found"})
+			api.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 		case errors.Is(err, ErrNotAnApprover):
-			writeJSON(w, http.StatusForbidden, apiError{err.Error(), "forbidden"})
+			api.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 		case errors.Is(err, ErrAlreadyDecided):
-			writeJSON(w, http.StatusConflict, apiError{err.Error(), "conflict"})
+			api.WriteError(w, http.StatusConflict, "conflict", err.Error())
 		case err != nil:
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error(), "internal"})
+			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		default:
-			writeJSON(w, http.StatusOK, a)
+			api.WriteJSON(w, http.StatusOK, a)
 		}
 	})
 }
@@ -96,13 +82,13 @@ func (e *Engine) ApprovalsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		as, err := e.Approvals()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error(), "internal"})
+			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 			return
 		}
 		if as == nil {
 			as = []Approval{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"approvals": as})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": as})
 	})
 }
 
@@ -111,13 +97,13 @@ func (e *Engine) GrantsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		gs, err := e.Grants()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error(), "internal"})
+			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 			return
 		}
 		if gs == nil {
 			gs = []Grant{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"grants": gs})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"grants": gs})
 	})
 }
 
@@ -127,9 +113,9 @@ func (e *Engine) EnrollHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		uri, err := e.EnrollMFA(mux.Vars(r)["user"])
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error(), "internal"})
+			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"user": mux.Vars(r)["user"], "otpauth": uri})
+		api.WriteJSON(w, http.StatusOK, map[string]string{"user": mux.Vars(r)["user"], "otpauth": uri})
 	})
 }

@@ -28,40 +28,30 @@ type DriftRecord struct {
 	CorrectedAt *time.Time `json:"correctedAt,omitempty"`
 }
 
-// MarshalJSON writes the record in the API's shape, where the object is
-// named "id" (DESIGN.md): the record's own id goes out as "recordId".
+// driftWire is a DriftRecord in the API's shape, where the object is named
+// "id" (DESIGN.md) and the record's own id goes out as "recordId".
+type driftWire struct {
+	RecordID    string     `json:"recordId"`
+	Kind        string     `json:"kind"`
+	ID          string     `json:"id"`
+	Field       string     `json:"field"`
+	Desired     string     `json:"desired"`
+	Actual      string     `json:"actual"`
+	State       string     `json:"state"`
+	Action      string     `json:"action"`
+	Error       string     `json:"error,omitempty"`
+	DetectedAt  time.Time  `json:"detectedAt"`
+	CorrectedAt *time.Time `json:"correctedAt,omitempty"`
+}
+
+// MarshalJSON writes the record in the API's shape (driftWire).
 func (r DriftRecord) MarshalJSON() ([]byte, error) {
-	type wire struct {
-		RecordID    string     `json:"recordId"`
-		Kind        string     `json:"kind"`
-		ID          string     `json:"id"`
-		Field       string     `json:"field"`
-		Desired     string     `json:"desired"`
-		Actual      string     `json:"actual"`
-		State       string     `json:"state"`
-		Action      string     `json:"action"`
-		Error       string     `json:"error,omitempty"`
-		DetectedAt  time.Time  `json:"detectedAt"`
-		CorrectedAt *time.Time `json:"correctedAt,omitempty"`
-	}
-	return json.Marshal(wire{r.ID, r.Kind, r.Name, r.Field, r.Desired, r.Actual, r.State, r.Action, r.Error, r.DetectedAt, r.CorrectedAt})
+	return json.Marshal(driftWire{r.ID, r.Kind, r.Name, r.Field, r.Desired, r.Actual, r.State, r.Action, r.Error, r.DetectedAt, r.CorrectedAt})
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
 func (r *DriftRecord) UnmarshalJSON(b []byte) error {
-	var w struct {
-		RecordID    string     `json:"recordId"`
-		Kind        string     `json:"kind"`
-		ID          string     `json:"id"`
-		Field       string     `json:"field"`
-		Desired     string     `json:"desired"`
-		Actual      string     `json:"actual"`
-		State       string     `json:"state"`
-		Action      string     `json:"action"`
-		Error       string     `json:"error,omitempty"`
-		DetectedAt  time.Time  `json:"detectedAt"`
-		CorrectedAt *time.Time `json:"correctedAt,omitempty"`
-	}
+	var w driftWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}

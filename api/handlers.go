@@ -84,13 +84,22 @@ func kindOf(s string) (string, bool) {
 	return "", false
 }
 
+// kindParam reads the {kind} route variable, answering 404 for a kind
+// that does not exist.
+func kindParam(w http.ResponseWriter, vars map[string]string) (string, bool) {
+	kind, ok := kindOf(vars["kind"])
+	if !ok {
+		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+vars["kind"])
+	}
+	return kind, ok
+}
+
 func (s *Server) desiredList(w http.ResponseWriter, r *http.Request) {
 	sn := s.opts.Store.Current()
 	docs := sn.Docs
-	if k, ok := mux.Vars(r)["kind"]; ok {
-		kind, known := kindOf(k)
+	if _, ok := mux.Vars(r)["kind"]; ok {
+		kind, known := kindParam(w, mux.Vars(r))
 		if !known {
-			writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+k)
 			return
 		}
 		docs = sn.OfKind(kind)
@@ -104,9 +113,8 @@ func (s *Server) desiredList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) desiredGet(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
-	kind, ok := kindOf(v["kind"])
+	kind, ok := kindParam(w, v)
 	if !ok {
-		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
 		return
 	}
 	d := s.opts.Store.Current().Get(kind, v["id"])
@@ -122,9 +130,8 @@ func (s *Server) desiredGet(w http.ResponseWriter, r *http.Request) {
 // version, source "local"), audited as ADMIN_ACTION.
 func (s *Server) desiredPut(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
-	kind, ok := kindOf(v["kind"])
+	kind, ok := kindParam(w, v)
 	if !ok {
-		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
 		return
 	}
 	data, ok := readBody(w, r)
@@ -145,9 +152,8 @@ func (s *Server) desiredPut(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) desiredDelete(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
-	kind, ok := kindOf(v["kind"])
+	kind, ok := kindParam(w, v)
 	if !ok {
-		writeError(w, http.StatusNotFound, codeNotFound, "unknown kind "+v["kind"])
 		return
 	}
 	if s.opts.Store.Current().Get(kind, v["id"]) == nil {

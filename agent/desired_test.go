@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func adminClient(t *testing.T, root string) *http.Client {
+	t.Helper()
+	certs := filepath.Join(root, "certs")
+	return tlsClient(t, root, pair(t, must(os.ReadFile(filepath.Join(certs, "admin.pem"))), must(os.ReadFile(filepath.Join(certs, "admin-key.pem")))))
+}
+
+func do(t *testing.T, c *http.Client, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDesiredLocalChangesAreAuditedAndMaterialized(t *testing.T) {
+	root := t.TempDir()
+	_, info := startAgent(t, root)
+	c := adminClient(t, root)
+	base := "https://" + info.API + "/api/v1/desired"
+	doc := `{"kind": "Policy", "id": "deny-netcat", "spec": {"name": "Block netcat", "type": "PrivilegeElevation",
+	 "status": "enforce", "priority": 100, "controls": ["deny"], "filters": {"applications": [{"path": "/usr/bin/nc*"}]}}}`
+	if code, body := do(t, c, "PUT", base+"/Policy/deny-netcat", doc); code != 200 {
+		t.Fatalf("PUT = %d %s", code, body)
+	}
+	if code, body := do(t, c, "GET", base+"/policies/deny-netcat", ""); code != 200 || !strings.Contains(body, "Block netcat") {
+		t.Fatalf("GET = %d %s", code, body)
+	}
+	if code, body := do(t, c, "PUT", base+"/Policy/other-id", doc); code != 400 {
+		t.Fatalf("PUT under another id = %d %s; want 400", code, body)
+	}
+	bad := strings.Replace(doc, `"priority": 100`, `"priority": 100, "durationSeconds": 30`, 1)
+	if code, body := do(t, c, "PUT", base+"/Policy/deny-netcat", bad); code != 400 || !strings.Contains(body, "durationSeconds") {
+		t.Fatalf("PUT invalid = %d %s; want 400 naming durationSeconds", code, body)
+	}
+	// The controllers materialize the document.
+	path := filepath.Join(root, "policies", "deny-netcat.json")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not materialized", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := do(t, c, "DELETE", base+"/Policy/deny-netcat", ""); code != 200 {
+		t.Fatalf("DELETE = %d %s", code, body)
+	}
+	if code, _ := do(t, c, "GET", base+"/Policy/deny-netcat", ""); code != 404 {
+		t.Fatalf("GET after DELETE = %d; want 404", code)
+	}
+	_, body := do(t, c, "GET", "https://"+info.API+"/api/v1/audit?type=ADMIN_ACTION", "")
+	var out struct {
+		Events []struct {
+			Details map[string]any `json:"details"`
+		} `json:"events"`
+	}
+	json.Unmarshal([]byte(body), &out)
+	if len(out.Events) != 2 || out.Events[0].Details["action"] != "put" || out.Events[1].Details["action"] != "delete" {
+		t.Fatalf("ADMIN_ACTION events = %s; want put then delete", body)
+	}
+	if code, body := do(t, c, "GET", "https://"+info.API+"/metrics", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics = %d", code)
+	}
+}

@@ -1,0 +1,197 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"warden/audit"
+	"warden/state"
+)
+
+// pluginRecord is what the store keeps of a running plugin process, so
+// that the next agent run can recognise it if this one dies without
+// stopping it. The start time (clock ticks since boot, /proc/PID/stat
+// field 22) and the boot id tell it from an unrelated process that got
+// the same pid later.
+type pluginRecord struct {
+	ID         string    `json:"id"`
+	PID        int       `json:"pid"`
+	StartTicks uint64    `json:"startTicks"`
+	BootID     string    `json:"bootId"`
+	Serial     string    `json:"serial"`
+	StartedAt  time.Time `json:"startedAt"`
+}
+
+func recordKey(id string, pid int) string { return id + "/" + strconv.Itoa(pid) }
+
+// putRecord stores pr before its start is reported. A failure is logged:
+// the plugin runs anyway, and Pdeathsig still ends it with the agent.
+func (p *Plugins) putRecord(pr *proc) {
+	rec := pluginRecord{ID: pr.id, PID: pr.pid, StartTicks: pr.startTicks, BootID: p.boot, Serial: pr.serial, StartedAt: pr.started.UTC()}
+	if err := p.m.store.Put(state.Plugins, recordKey(pr.id, pr.pid), rec); err != nil {
+		p.log.Error("plugin process not recorded; an agent crash could leave it running", "plugin", pr.id, "pid", pr.pid, "err", err)
+	}
+}
+
+func (p *Plugins) forgetRecord(pr *proc) {
+	if err := p.m.store.Delete(state.Plugins, recordKey(pr.id, pr.pid)); err != nil {
+		p.log.Warn("deleting plugin process record", "plugin", pr.id, "pid", pr.pid, "err", err)
+	}
+}
+
+// orphan is a recorded process found still running.
+type orphan struct {
+	rec    pluginRecord
+	pidfd  int // -1 when the group leader is gone (only members are left)
+	leader bool
+}
+
+// reapOrphans ends the plugin processes an earlier agent run recorded and
+// did not stop (it crashed or was killed): SIGTERM to each process group,
+// SIGKILL after StopGrace. A recorded pid whose start time or boot differs
+// is someone else's now and left alone. Their certificates are revoked.
+func (p *Plugins) reapOrphans() {
+	var recs []pluginRecord
+	var keys []string
+	err := p.m.store.List(state.Plugins, func(k string, v json.RawMessage) error {
+		var r pluginRecord
+		if json.Unmarshal(v, &r) == nil {
+			recs = append(recs, r)
+		}
+		keys = append(keys, k)
+		return nil
+	})
+	if err != nil {
+		p.log.Error("reading plugin process records", "err", err)
+		return
+	}
+	var found []orphan
+	for _, r := range recs {
+		if r.Serial != "" {
+			p.revoke(r.Serial)
+		}
+		if r.BootID != p.boot || r.PID <= 1 {
+			continue
+		}
+		o, ok := findOrphan(r)
+		if !ok {
+			continue
+		}
+		p.log.Warn("ending plugin process left by an earlier agent run", "plugin", r.ID, "pid", r.PID, "leader", o.leader)
+		o.signal(unix.SIGTERM)
+		found = append(found, o)
+	}
+	deadline := time.Now().Add(p.opts.StopGrace)
+	for _, o := range found {
+		if o.pidfd >= 0 {
+			waitPidfd(o.pidfd, time.Until(deadline))
+		}
+		o.signal(unix.SIGKILL) // whatever is left
+		if o.pidfd >= 0 {
+			unix.Close(o.pidfd)
+		}
+		p.emit(audit.Event{Type: audit.PluginExited, Severity: audit.Warning,
+			TargetInfo: &audit.TargetInfo{Kind: "Plugin", ID: o.rec.ID},
+			Details: map[string]any{"pid": o.rec.PID, "serial": o.rec.Serial, "reason": "orphan of an earlier agent run",
+				"next": "none: the supervisor starts it anew"}})
+	}
+	if len(keys) > 0 {
+		if err := p.m.store.Delete(state.Plugins, keys...); err != nil {
+			p.log.Warn("deleting plugin process records", "err", err)
+		}
+	}
+}
+
+// findOrphan reports whether anything of r's process group is alive. If
+// the leader is, it must have r's start time (else the pid was reused:
+// not ours). If the leader is gone but processes remain in its group,
+// they are ours: Linux does not hand out a pid while it is some group's
+// id, so the group id cannot have been reused.
+func findOrphan(r pluginRecord) (orphan, bool) {
+	o := orphan{rec: r, pidfd: -1}
+	ticks, _, err := procStat(r.PID)
+	switch {
+	case err == nil && ticks == r.StartTicks:
+		o.leader = true
+		if fd, err := unix.PidfdOpen(r.PID, 0); err == nil {
+			o.pidfd = fd
+		}
+		return o, true
+	case err == nil:
+		return o, false // the pid belongs to another process now
+	}
+	return o, unix.Kill(-r.PID, 0) == nil
+}
+
+// signal signals the orphan's group and, through its pidfd (which cannot
+// name a reused pid), its leader in case it left the group.
+func (o orphan) signal(sig unix.Signal) {
+	unix.Kill(-o.rec.PID, sig)
+	if o.pidfd >= 0 {
+		unix.PidfdSendSignal(o.pidfd, sig, nil, 0)
+	}
+}
+
+// waitPidfd waits until the process behind fd exits or d passes.
+func waitPidfd(fd int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms <= 0 {
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n > 0 {
+			return
+		}
+	}
+}
+
+// procStat reads a process's start time (clock ticks after boot) and
+// process group from /proc/PID/stat.
+func procStat(pid int) (startTicks uint64, pgrp int, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may hold spaces and parentheses: fields start after
+	// the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	// f[0] is field 3 (state): pgrp is field 5, starttime field 22.
+	if pgrp, err = strconv.Atoi(f[2]); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
+	}
+	if startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
+	}
+	return startTicks, pgrp, nil
+}
+
+// bootID identifies this boot of the kernel ("" if unknown: then no
+// recorded process is trusted to be ours).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "unknown-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	}
+	return strings.TrimSpace(string(b))
+}

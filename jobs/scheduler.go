@@ -84,7 +84,8 @@ type Scheduler struct {
 type hooks struct {
 	taskStarted func(runID string, task, pid int)
 	eventSeen   func(job string, ev audit.Event, ignored string)
-	synced      func()
+	synced      func(gen uint64)
+	registered  func(id string)
 }
 
 // job is one registered Job.
@@ -235,7 +236,8 @@ func (s *Scheduler) nextDue() time.Time {
 // Only jobs whose document hash changed are registered again; a removed
 // job's runs are stopped.
 func (s *Scheduler) sync(startup bool) {
-	docs := s.opts.Store.Current().OfKind(schema.KindJob)
+	snap := s.opts.Store.Current()
+	docs := snap.OfKind(schema.KindJob)
 	now := s.clock.Now()
 	changes := map[string]func(*jobState){}
 	s.mu.Lock()
@@ -267,7 +269,7 @@ func (s *Scheduler) sync(startup bool) {
 	s.mu.Unlock()
 	s.persist(changes)
 	if s.hooks.synced != nil {
-		s.hooks.synced()
+		s.hooks.synced(snap.Meta.Generation)
 	}
 }
 
@@ -290,6 +292,9 @@ func (s *Scheduler) persist(changes map[string]func(*jobState)) {
 // j's stored state, if any. s.mu is held.
 func (s *Scheduler) register(j *job, startup bool, now time.Time) func(*jobState) {
 	defer s.times.set(j)
+	if s.hooks.registered != nil {
+		s.hooks.registered(j.id)
+	}
 	j.next, j.due, j.dueKind, j.err = timed{}, time.Time{}, "", nil
 	p, err := parsePlan(j.spec.Trigger)
 	j.plan = p

@@ -109,8 +109,8 @@ func (p *Plugins) validateExecutable(rel, sha string, signers []string) (*execut
 		walked = path.Join(walked, comp)
 		next, err := unix.Openat(fd, comp, oDir, 0)
 		if err != nil {
-			unix.Close(fd)
-			return openFailure(walked, err)
+			defer unix.Close(fd)
+			return openFailure(fd, comp, walked, err)
 		}
 		unix.Close(fd)
 		fd = next
@@ -123,7 +123,7 @@ func (p *Plugins) validateExecutable(rel, sha string, signers []string) (*execut
 	defer unix.Close(dirfd)
 	ffd, err := unix.Openat(dirfd, name, oRead, 0)
 	if err != nil {
-		return openFailure(rel, err)
+		return openFailure(dirfd, name, rel, err)
 	}
 	f := os.NewFile(uintptr(ffd), rel)
 	st, verr := checkOwnerMode(ffd, rel, uid, false)
@@ -166,8 +166,13 @@ func (p *Plugins) validateExecutable(rel, sha string, signers []string) (*execut
 	return x, nil
 }
 
-// openFailure turns an openat error into the check it failed.
-func openFailure(rel string, err error) (*executable, error) {
+// openFailure turns an openat error on dirfd/name into the check it
+// failed. O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR, not
+// ELOOP, so a symlink is recognised by lstat.
+func openFailure(dirfd int, name, rel string, err error) (*executable, error) {
+	if st, lerr := lstatAt(dirfd, name); lerr == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		err = unix.ELOOP
+	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		return nil, &ValidationError{Check: "symlink", Path: rel, Err: ErrPluginSymlink}

@@ -113,7 +113,7 @@ func TestEventTriggers(t *testing.T) {
 	if r := h.waitRuns("on-pending", 1)[0]; r.Event != EventPolicyEvaluationPending {
 		t.Errorf("event = %s", r.Event)
 	}
-	h.clock.Advance(time.Minute) // past on-bundle's cool-down
+	h.clock.Advance(time.Minute)                                    // past on-bundle's cool-down
 	emit(audit.Event{Type: audit.BundleApplied, Component: "test"}) // a marker behind the evaluations
 	h.waitRuns("on-bundle", 2)
 	if n := len(h.finished("on-pending")); n != 1 {

@@ -253,3 +253,32 @@ func TestPrune(t *testing.T) {
 		t.Errorf("runs after prune = %d", len(runs))
 	}
 }
+
+func TestAgentStopAndCrash(t *testing.T) {
+	h := newHarness(t, nil)
+	runID := manual(t, h, "long", `{"trigger": {}, "tasks": [{"command": "/bin/sh", "args": ["-c", "trap '' TERM; sleep 1000"]}]}`)
+	pid := h.waitPID(runID, 0)
+	start := time.Now()
+	h.stop() // the agent stops: SIGTERM is ignored, SIGKILL follows after StopGrace (wall clock)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("stop took %s; the agent must stop within 5 s", d)
+	}
+	r, _, _ := h.s.Lookup(runID)
+	if r.State != StateStopped || !strings.Contains(r.Error, "agent is stopping") || len(groupAlive(pid)) > 0 {
+		t.Errorf("run after stop = %s %q, alive %v", r.State, r.Error, groupAlive(pid))
+	}
+	// A crash leaves a run recorded as running; the next start marks it.
+	ghost := &Run{ID: "ghost", Job: "long", Trigger: TriggerManual, State: StateRunning, Start: t0}
+	if err := h.s.hist.started(ghost); err != nil {
+		t.Fatal(err)
+	}
+	h.newScheduler()
+	h.start()
+	g, _, _ := h.s.Lookup("ghost")
+	if g.State != StateAbandoned || g.End == nil {
+		t.Errorf("run left by a crash = %s, want abandoned", g.State)
+	}
+	if st := h.s.List()[0]; st.LastRun == nil || st.LastRun.State != StateAbandoned {
+		t.Errorf("last run = %+v", st.LastRun)
+	}
+}

@@ -12,6 +12,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/warden
 
 run: build
+	mkdir -p $(ROOT)/Plugins/heartbeat
+	$(GO) build -o $(ROOT)/Plugins/heartbeat/heartbeat ./fixtures/plugins/heartbeat
 	./scripts/run-demo.sh $(BIN) $(ROOT)
 
 test:

@@ -354,7 +354,8 @@ func (p *Plugins) Heartbeat(id, serial string) {
 // one plugin.
 type PluginStatus struct {
 	ID string `json:"id"`
-	// State is running, stopping, backoff (waiting to restart), exited
+	// State is running, stopping, restarting (stopped by the supervisor
+	// to be started again), backoff (waiting to restart), exited
 	// (ended and its policy says not to restart), failed (gave up after
 	// maxRestarts), invalid (the executable failed validation), stopped
 	// (autostart false), or pending.
@@ -411,6 +412,8 @@ func (pl *plugin) status() PluginStatus {
 		}
 	case pl.invalid != "":
 		s.State, s.Error = "invalid", pl.invalid
+	case pl.after != nil && pl.after.Reason == ReasonStopped:
+		s.State = "restarting"
 	case pl.after != nil && pl.after.Restart:
 		s.State, s.NextStart = "backoff", pl.nextAt
 	case pl.after != nil && pl.after.Reason == ReasonTooManyRestarts:

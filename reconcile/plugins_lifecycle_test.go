@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -16,39 +15,6 @@ import (
 
 // script is a plugin that leaves a child in its process group.
 const script = "#!/bin/sh\nsleep 1000 &\necho child $!\nwait\n"
-
-// groupMembers lists the live (not zombie) processes of process group pgid.
-func groupMembers(pgid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		_, pgrp, err := procStat(pid)
-		if err != nil || pgrp != pgid {
-			continue
-		}
-		if st := stateOf(data); st != "Z" && st != "X" {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func stateOf(stat []byte) string {
-	for i := len(stat) - 1; i >= 0; i-- {
-		if stat[i] == ')' && i+2 < len(stat) {
-			return string(stat[i+2])
-		}
-	}
-	return ""
-}
 
 // A changed document restarts only that plugin; a removed one is stopped,
 // its whole process group with it, and its certificate revoked.
@@ -149,10 +115,12 @@ func TestPluginOrphansOfEarlierRunEnded(t *testing.T) {
 	go orphan.Wait()
 	t.Cleanup(func() { syscall.Kill(-orphan.Process.Pid, syscall.SIGKILL) })
 	e.waitFor("orphan's child", func() bool { return len(groupMembers(orphan.Process.Pid)) == 2 })
-	ticks, _, err := procStat(orphan.Process.Pid)
+	st, err := procStat(orphan.Process.Pid)
 	must(t, err)
-	self, _, err := procStat(os.Getpid())
+	ticks := st.startTicks
+	me, err := procStat(os.Getpid())
 	must(t, err)
+	self := me.startTicks
 	_, _, serial, err := e.ca.Issue("plugin", "old", time.Hour)
 	must(t, err)
 	must(t, e.store.PutMany(state.Plugins, map[string]any{

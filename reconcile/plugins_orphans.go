@@ -114,21 +114,38 @@ func (p *Plugins) reapOrphans() {
 // the leader is, it must have r's start time (else the pid was reused:
 // not ours). If the leader is gone but processes remain in its group,
 // they are ours: Linux does not hand out a pid while it is some group's
-// id, so the group id cannot have been reused.
+// id, so the group id cannot have been reused. Zombies (killed, not yet
+// reaped by init) count as gone.
 func findOrphan(r pluginRecord) (orphan, bool) {
 	o := orphan{rec: r, pidfd: -1}
-	ticks, _, err := procStat(r.PID)
+	st, err := procStat(r.PID)
 	switch {
-	case err == nil && ticks == r.StartTicks:
+	case err == nil && st.startTicks != r.StartTicks:
+		return o, false // the pid belongs to another process now
+	case err == nil && st.live():
 		o.leader = true
 		if fd, err := unix.PidfdOpen(r.PID, 0); err == nil {
 			o.pidfd = fd
 		}
 		return o, true
-	case err == nil:
-		return o, false // the pid belongs to another process now
 	}
-	return o, unix.Kill(-r.PID, 0) == nil
+	return o, len(groupMembers(r.PID)) > 0
+}
+
+// groupMembers lists the live processes of process group pgid.
+func groupMembers(pgid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := procStat(pid); err == nil && st.pgrp == pgid && st.live() {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // signal signals the orphan's group and, through its pidfd (which cannot
@@ -159,31 +176,41 @@ func waitPidfd(fd int, d time.Duration) {
 	}
 }
 
-// procStat reads a process's start time (clock ticks after boot) and
-// process group from /proc/PID/stat.
-func procStat(pid int) (startTicks uint64, pgrp int, err error) {
+// procInfo is what the supervisor reads of /proc/PID/stat.
+type procInfo struct {
+	state      byte   // R, S, D, Z, ...
+	pgrp       int    // process group
+	startTicks uint64 // start time, clock ticks after boot
+}
+
+func (p procInfo) live() bool { return p.state != 'Z' && p.state != 'X' }
+
+// procStat reads /proc/PID/stat.
+func procStat(pid int) (procInfo, error) {
+	var pi procInfo
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0, err
+		return pi, err
 	}
 	// The command name may hold spaces and parentheses: fields start after
 	// the last ')'.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
 	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	if len(f) < 20 || len(f[0]) != 1 {
+		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
 	// f[0] is field 3 (state): pgrp is field 5, starttime field 22.
-	if pgrp, err = strconv.Atoi(f[2]); err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
+	pi.state = f[0][0]
+	if pi.pgrp, err = strconv.Atoi(f[2]); err != nil {
+		return pi, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
 	}
-	if startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
+	if pi.startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return pi, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
 	}
-	return startTicks, pgrp, nil
+	return pi, nil
 }
 
 // bootID identifies this boot of the kernel ("" if unknown: then no

@@ -161,7 +161,9 @@ func (p *Plugins) launch(id string, spec *schema.PluginSpec, x *executable, cert
 	}
 	pr := &proc{id: id, pid: pid, cmd: cmd, started: time.Now(), sum: x.sumHex(),
 		outR: outR, errR: errR, done: make(chan struct{})}
-	pr.startTicks, _, _ = procStat(pid)
+	if st, err := procStat(pid); err == nil {
+		pr.startTicks = st.startTicks
+	}
 	pr.logs.Add(2)
 	go p.pump(pr, "stdout", outR)
 	go p.pump(pr, "stderr", errR)

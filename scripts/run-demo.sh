@@ -9,9 +9,24 @@ mkdir -p "$root/trust" "$root/inbox"
 chmod 0755 "$root"
 chmod 0600 fixtures/keys/bundle.key  # git does not keep the mode
 install -m 0600 fixtures/keys/bundle.pub "$root/trust/demo.pub"
+# The demo Plugin document pins the SHA-256 of the heartbeat program that
+# `make run` built into ROOT/Plugins/heartbeat/heartbeat: a copy of the
+# desired state gets that hash (no hash and no signature: never started).
+desired=fixtures/desired
+exe="$root/Plugins/heartbeat/heartbeat"
+if [ -x "$exe" ]; then
+  desired=$(mktemp -d)
+  cp -R fixtures/desired/. "$desired"
+  sum=$(sha256sum "$exe" | cut -d' ' -f1)
+  sed -i -e '/"sha256"/d' -e "/\"executable\"/a\\    \"sha256\": \"$sum\"," "$desired/plugins/heartbeat.json"
+  echo "heartbeat plugin: $exe, sha256 $sum" >&2
+else
+  echo "no $exe (make run builds it): the heartbeat plugin will fail validation" >&2
+fi
 version=$(date +%s)
-"$bin" bundle build --in fixtures/desired --key fixtures/keys/bundle.key --version "$version" \
+"$bin" bundle build --in "$desired" --key fixtures/keys/bundle.key --version "$version" \
   --out "$root/inbox/demo-$version.tar.gz.part"
+if [ "$desired" != fixtures/desired ]; then rm -rf "$desired"; fi
 mv "$root/inbox/demo-$version.tar.gz.part" "$root/inbox/demo-$version.tar.gz"
 echo "demo bundle version $version queued in $root/inbox; starting the agent (Ctrl-C stops it)" >&2
 exec "$bin" --root "$root" agent

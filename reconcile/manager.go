@@ -345,6 +345,8 @@ func (m *Manager) adoptDrift() {
 			name = PermissionsController
 		case "Certificate":
 			name = CertificatesController
+		case "Plugin":
+			name = PluginsController
 		}
 		c := m.Controller(name)
 		if c == nil {

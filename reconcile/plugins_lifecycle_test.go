@@ -150,3 +150,15 @@ func TestPluginOrphansOfEarlierRunEnded(t *testing.T) {
 		t.Error("orphan's certificate not revoked")
 	}
 }
+
+// Plugin drift an earlier run left unresolved (a bad executable, say) is
+// corrected once the plugin starts in this run.
+func TestPluginDriftOfEarlierRunAdopted(t *testing.T) {
+	e := newPluginEnv(t)
+	must(t, e.store.PutDrift(state.DriftRecord{ID: "earlier", Kind: "Plugin", Name: "heartbeat", Field: "executable",
+		Desired: "sha256:...", Actual: "sha256: differs", State: state.DriftUnresolved, DetectedAt: time.Now()}))
+	e.run(nil)
+	e.apply(pluginDoc(t, "heartbeat", "heartbeat", e.install("heartbeat"), ""))
+	e.running("heartbeat", 0)
+	e.waitFor("earlier drift corrected", func() bool { return e.hasDrift("Plugin", "heartbeat", "executable", state.DriftCorrected) })
+}

@@ -70,9 +70,7 @@ func (s *Scheduler) status(j *job) JobStatus {
 		at := j.due
 		st.NextRun = &at
 	}
-	if js, _, err := s.hist.state(j.id); err == nil {
-		st.LastRun = js.LastRun
-	}
+	st.LastRun = s.hist.lastRun(j.id)
 	for _, r := range j.active {
 		st.ActiveRuns = append(st.ActiveRuns, r.rec.ID)
 		if r.dispatched {

@@ -89,6 +89,18 @@ func (h *history) state(id string) (jobState, bool, error) {
 	return c, known, nil
 }
 
+// lastRun returns a copy of id's last run summary, or nil.
+func (h *history) lastRun(id string) *RunSummary {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, err := h.load(id)
+	if err != nil || s.LastRun == nil {
+		return nil
+	}
+	c := *s.LastRun
+	return &c
+}
+
 // update changes the states of ids with fn and writes them, with extra
 // records, in one transaction.
 func (h *history) update(ids []string, fn func(id string, s *jobState), extra map[string]any) error {

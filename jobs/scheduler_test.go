@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +282,20 @@ func TestAgentStopAndCrash(t *testing.T) {
 	if st := h.s.List()[0]; st.LastRun == nil || st.LastRun.State != StateAbandoned {
 		t.Errorf("last run = %+v", st.LastRun)
 	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	h := newHarness(t, nil)
+	h.apply(jobDoc("a", `{"trigger": {"intervalMinutes": 1, "events": ["BundleApplied"]}, "tasks": [{"command": "/bin/sh", "args": ["-c", "sleep 1000 & echo x"]}]}`),
+		jobDoc("b", `{"trigger": {}, "tasks": [{"command": "/bin/sh", "args": ["-c", "sleep 1000"]}]}`))
+	before := runtime.NumGoroutine()
+	h.start()
+	h.clock.Advance(time.Minute)
+	h.waitRuns("a", 1)
+	runID, _ := h.s.RunNow("b", "")
+	h.waitPID(runID, 0)
+	h.stop()
+	eventually(t, "goroutines to return to the count before start", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }

@@ -314,8 +314,8 @@ func (p *Plugins) ensureRunning(ctx context.Context, pl *plugin, doc *schema.Doc
 			return Result{}, nil
 		}
 	}
-	if err := p.start(ctx, pl, doc, reason); err != nil {
-		return Result{}, err
+	if err := p.start(ctx, pl, doc, reason); err != nil || pl.proc == nil {
+		return Result{}, err // pl.proc is nil when the agent is stopping
 	}
 	return p.supervise(pl, pl.proc, doc), nil
 }

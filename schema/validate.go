@@ -219,7 +219,7 @@ func (v *validator) unify(name string, tree any, def cue.Value) (cue.Value, erro
 }
 
 var (
-	conflictRe = regexp.MustCompile(`^conflicting values (.+) and (.+)$`)
+	conflictRe = regexp.MustCompile(`^conflicting values ("(?:[^"\\]|\\.)*") and ("(?:[^"\\]|\\.)*")$`)
 	longBound  = regexp.MustCompile(`\(out of bound =~".{60,}"\)$`)
 )
 
@@ -229,7 +229,8 @@ var (
 func issues(name string, err error) Errors {
 	var out Errors
 	seen := map[string]bool{}
-	disj := map[string]int{} // path -> index in out of its enum issue
+	disj := map[string]int{} // path -> index in out of its disjunction issue
+	enum := map[int]bool{}   // index in out -> the disjunction is an enum of strings
 	for _, e := range cueerrors.Errors(err) {
 		format, args := e.Msg()
 		is := Issue{File: name, Path: pathString(e.Path()), Msg: fmt.Sprintf(format, args...)}
@@ -238,6 +239,10 @@ func issues(name string, err error) Errors {
 			is.Msg = "field not allowed (unknown field)"
 		case is.Msg == "field is required but not present":
 			is.Msg = "required field is missing"
+		case strings.HasPrefix(is.Msg, "incomplete value") && strings.HasSuffix(is.Path, "[0]"):
+			// A missing list that needs an element: CUE names its first.
+			is.Path = strings.TrimSuffix(is.Path, "[0]")
+			is.Msg = "required field is missing (a list of at least one " + strings.TrimPrefix(is.Msg, "incomplete value ") + ")"
 		case strings.HasPrefix(is.Msg, "incomplete value"):
 			is.Msg = "required field is missing (" + is.Msg + ")"
 		case strings.Contains(is.Msg, "errors in empty disjunction"):
@@ -253,14 +258,21 @@ func issues(name string, err error) Errors {
 			is.Msg = longBound.ReplaceAllString(is.Msg, "(does not match the "+ruleName(is.Path)+" pattern)")
 		}
 		if i, ok := disj[is.Path]; ok {
-			if m := conflictRe.FindStringSubmatch(is.Msg); m != nil {
-				if out[i].Msg == "" {
-					out[i].Msg = "invalid value " + m[2] + " (must be one of " + m[1]
-				} else {
-					out[i].Msg += ", " + m[1]
-				}
-				continue
+			m := conflictRe.FindStringSubmatch(is.Msg)
+			switch {
+			case m != nil && out[i].Msg == "":
+				out[i].Msg = "invalid value " + m[2] + " (must be one of " + m[1]
+				enum[i] = true
+			case m != nil && enum[i]:
+				out[i].Msg += ", " + m[1]
+			case m == nil && !enum[i] && informative(is.Msg) > informative(out[i].Msg):
+				// Not an enum of strings but a default and a typed
+				// alternative (*0 | int & >=0 & <=10000): one error, the
+				// one that says most ("out of bound <=10000" rather than
+				// "conflicting values 0 and 20000").
+				out[i].Msg = is.Msg
 			}
+			continue
 		}
 		if k := is.String(); !seen[k] {
 			seen[k] = true
@@ -276,6 +288,20 @@ func issues(name string, err error) Errors {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
+}
+
+// informative ranks an alternative's error message: a broken bound or a
+// wrong type says more than a clash with the default value.
+func informative(msg string) int {
+	switch {
+	case msg == "":
+		return 0
+	case strings.HasPrefix(msg, "invalid value"):
+		return 3
+	case strings.Contains(msg, "mismatched types"):
+		return 2
+	}
+	return 1
 }
 
 func ruleName(path string) string {

@@ -160,9 +160,3 @@ func (t *restartTracker) prune(now time.Time) {
 	}
 	t.restarts = t.restarts[i:]
 }
-
-// count is how many restarts lie within the window before now.
-func (t *restartTracker) count(now time.Time) int {
-	t.prune(now)
-	return len(t.restarts)
-}

@@ -393,10 +393,10 @@ func (p *Plugins) List() []PluginStatus {
 func (pl *plugin) status() PluginStatus {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	s := PluginStatus{ID: pl.id, Restarts: pl.restarts, LastStart: pl.lastStart, Error: pl.failed}
+	s := PluginStatus{ID: pl.id, Restarts: pl.restarts, LastStart: utc(pl.lastStart), Error: pl.failed}
 	if e := pl.lastExit; e != nil {
 		code := e.Code
-		s.LastExit, s.ExitCode, s.Signal, s.ExitReason = e.At, &code, e.Signal, pl.exitWhy
+		s.LastExit, s.ExitCode, s.Signal, s.ExitReason = e.At.UTC(), &code, e.Signal, pl.exitWhy
 		if s.ExitReason == "" {
 			s.ExitReason = e.String()
 		}
@@ -415,7 +415,7 @@ func (pl *plugin) status() PluginStatus {
 	case pl.after != nil && pl.after.Reason == ReasonStopped:
 		s.State = "restarting"
 	case pl.after != nil && pl.after.Restart:
-		s.State, s.NextStart = "backoff", pl.nextAt
+		s.State, s.NextStart = "backoff", pl.nextAt.UTC()
 	case pl.after != nil && pl.after.Reason == ReasonTooManyRestarts:
 		s.State = "failed"
 	case pl.after != nil:
@@ -426,6 +426,13 @@ func (pl *plugin) status() PluginStatus {
 		s.State = "pending"
 	}
 	return s
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }
 
 // restartPolicyOf reads a document's restart block, telling an explicit

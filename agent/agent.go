@@ -171,6 +171,11 @@ func (a *agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	jobRoutes, err := a.startJobs(bgCtx)
+	if err != nil {
+		return err
+	}
+	routes = append(routes, jobRoutes...)
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
 		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
 		Status: a.runtimeStatus})

@@ -32,6 +32,14 @@ var (
 	heartbeatErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if heartbeatBin != "" {
+		os.RemoveAll(filepath.Dir(heartbeatBin))
+	}
+	os.Exit(code)
+}
+
 // heartbeatBinary builds fixtures/plugins/heartbeat once per test binary.
 func heartbeatBinary(t testing.TB) string {
 	t.Helper()

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -59,7 +58,7 @@ func (a *agent) pluginRoutes() []api.Route {
 }
 
 func (a *agent) listPlugins(w http.ResponseWriter, _ *http.Request) {
-	writePluginJSON(w, http.StatusOK, map[string]any{"plugins": a.pluginStatus()})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"plugins": a.pluginStatus()})
 }
 
 // restartPlugin stops the plugin (if it runs) and starts it again with a
@@ -68,7 +67,7 @@ func (a *agent) listPlugins(w http.ResponseWriter, _ *http.Request) {
 func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 	p := a.plugins()
 	if p == nil {
-		writePluginJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "plugin supervisor not running", "code": "unavailable"})
+		api.WriteError(w, http.StatusServiceUnavailable, "unavailable", "plugin supervisor not running")
 		return
 	}
 	id := mux.Vars(r)["id"]
@@ -77,13 +76,13 @@ func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 	err := p.Restart(id, who)
 	switch {
 	case errors.Is(err, reconcile.ErrPluginUnknown):
-		writePluginJSON(w, http.StatusNotFound, map[string]string{"error": err.Error(), "code": "not_found"})
+		api.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 		return
 	case errors.Is(err, reconcile.ErrPluginNoAutorun):
-		writePluginJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "code": "conflict"})
+		api.WriteError(w, http.StatusConflict, "conflict", err.Error())
 		return
 	case err != nil:
-		writePluginJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error(), "code": "internal"})
+		api.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	a.audit.Emit(audit.Event{Type: audit.AdminAction, Component: "api",
@@ -96,13 +95,5 @@ func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 			st = s
 		}
 	}
-	writePluginJSON(w, http.StatusAccepted, st)
-}
-
-func writePluginJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	api.WriteJSON(w, http.StatusAccepted, st)
 }

@@ -176,6 +176,7 @@ func (a *agent) start(ctx context.Context) error {
 		return err
 	}
 	routes = append(routes, jobRoutes...)
+	routes = append(routes, a.pluginRoutes()...)
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
 		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
 		Status: a.runtimeStatus})
@@ -193,13 +194,12 @@ func (a *agent) start(ctx context.Context) error {
 		return fmt.Errorf("listen health: %w", err)
 	}
 	info.Health = healthLn.Addr().String()
-	if info.MQTT, err = a.startBroker(); err != nil {
+	if info.MQTT, err = a.startBroker(); err == nil {
+		err = a.startControllers(bgCtx, reg, reconcile.Listen{API: info.API, Health: info.Health, MQTT: info.MQTT})
+	}
+	if err != nil {
 		apiLn.Close()
 		healthLn.Close()
-		return err
-	}
-
-	if err := a.startControllers(bgCtx, reg, reconcile.Listen{API: info.API, Health: info.Health, MQTT: info.MQTT}); err != nil {
 		return err
 	}
 	a.serve(apiLn, a.api.Handler(), a.serverTLS())
@@ -303,5 +303,6 @@ func (a *agent) runtimeStatus() map[string]any {
 	if a.manager != nil {
 		out["controllers"] = a.manager.Status()
 	}
+	out["plugins"] = a.pluginStatus()
 	return out
 }

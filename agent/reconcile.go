@@ -23,6 +23,9 @@ func (a *agent) startControllers(ctx context.Context, reg prometheus.Registerer,
 		return err
 	}
 	a.manager = m
+	if err := a.startPlugins(ctx, m, l); err != nil {
+		return err
+	}
 	a.goRun(ctx, "reconcile", m.Run)
 	return nil
 }

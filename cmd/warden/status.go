@@ -40,6 +40,13 @@ func init() {
 					QueueDepth int    `json:"queueDepth"`
 					LastError  string `json:"lastError"`
 				} `json:"controllers"`
+				Plugins []struct {
+					ID       string `json:"id"`
+					State    string `json:"state"`
+					PID      int    `json:"pid"`
+					Restarts int    `json:"restarts"`
+					Error    string `json:"error"`
+				} `json:"plugins"`
 			}
 			if err := json.Unmarshal(raw, &st); err != nil {
 				return err
@@ -50,6 +57,14 @@ func init() {
 				fmt.Fprintln(tw, "CONTROLLER\tQUEUE\tLAST ERROR")
 				for _, c := range st.Controllers {
 					fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.QueueDepth, c.LastError)
+				}
+				tw.Flush()
+			}
+			if len(st.Plugins) > 0 {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "\nPLUGIN\tSTATE\tPID\tRESTARTS\tERROR")
+				for _, p := range st.Plugins {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.ID, p.State, p.PID, p.Restarts, p.Error)
 				}
 				tw.Flush()
 			}

@@ -135,7 +135,7 @@ func Compile(docs []*schema.Document) (*Index, error) {
 			continue
 		}
 		if seen[d.ID] {
-			errs = append(errs, fmt.Errorf("Policy/%s: duplicate id", d.ID))
+			errs = append(errs, fmt.Errorf("policies/%s.json: id: duplicate id", d.ID))
 			continue
 		}
 		seen[d.ID] = true
@@ -203,7 +203,7 @@ func appsAnchored(apps []appMatcher) bool {
 func compilePolicy(id string, s *schema.PolicySpec) (*compiled, error) {
 	var errs []error
 	fail := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("Policy/%s: spec.%s: %s", id, field, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("policies/%s.json: spec.%s: %s", id, field, fmt.Sprintf(format, args...)))
 	}
 	p := &compiled{id: id, name: s.Name, typ: s.Type, status: s.Status, priority: s.Priority, duration: s.DurationSeconds}
 	if _, ok := ActionOf[s.Type]; !ok {

@@ -246,7 +246,7 @@ func TestCompileErrors(t *testing.T) {
 		docs []*schema.Document
 		want string
 	}{
-		{"duplicate id", []*schema.Document{policyDoc("p", schema.PolicySpec{Controls: []string{"allow"}}), policyDoc("p", schema.PolicySpec{Controls: []string{"deny"}})}, "Policy/p: duplicate id"},
+		{"duplicate id", []*schema.Document{policyDoc("p", schema.PolicySpec{Controls: []string{"allow"}}), policyDoc("p", schema.PolicySpec{Controls: []string{"deny"}})}, "policies/p.json: id: duplicate id"},
 		{"not a policy", []*schema.Document{{Kind: schema.KindApprover, ID: "a", Spec: &schema.ApproverSpec{}}}, "Approver/a: not a Policy"},
 		{"unknown variable", []*schema.Document{policyDoc("p", schema.PolicySpec{Controls: []string{"allow"}, Filters: schema.Filters{Applications: []schema.ApplicationFilter{{Path: "${HOMEDIR}/x"}}}})}, "spec.filters.applications[0].path"},
 		{"redirect without to", []*schema.Document{policyDoc("p", schema.PolicySpec{Controls: []string{"redirect"}})}, "spec.redirect.to"},

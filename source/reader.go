@@ -95,7 +95,7 @@ func ReadBundle(r io.Reader) (*Bundle, error) {
 			continue
 		case tar.TypeXGlobalHeader:
 			continue // metadata only (git archive writes one)
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader reports old TypeRegA entries as TypeReg
 		default:
 			return nil, fmt.Errorf("%s: %w", hdr.Name, ErrEntryType)
 		}

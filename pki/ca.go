@@ -35,6 +35,13 @@ type CA struct {
 	mu      sync.RWMutex
 	revoked map[string]Revocation // by normalized serial
 	issued  map[string]time.Time  // NotAfter of certificates issued since Open, by serial
+
+	// verified holds the SHA-256 of leaves whose signature and key usage
+	// verified against this CA, so a keep-alive client is not re-verified
+	// (an ECDSA verification) on every request. Validity dates and
+	// revocation are still checked on every call.
+	verifiedMu sync.Mutex
+	verified   map[[32]byte]struct{}
 }
 
 // Open loads the CA from certsDir/ca.pem and certsDir/ca-key.pem, creating

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -49,13 +50,20 @@ func (c *CA) IdentifyCertificate(leaf *x509.Certificate) (Identity, error) {
 		return Identity{}, ErrNoCertificate
 	}
 	serial := SerialString(leaf.SerialNumber)
-	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots:       c.pool,
-		CurrentTime: c.now(),
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	if err != nil {
-		return Identity{}, classify(err, serial, leaf)
+	now := c.now()
+	sum := sha256.Sum256(leaf.Raw)
+	if !c.wasVerified(sum) {
+		_, err := leaf.Verify(x509.VerifyOptions{
+			Roots:       c.pool,
+			CurrentTime: now,
+			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		})
+		if err != nil {
+			return Identity{}, classify(err, serial, leaf)
+		}
+		c.rememberVerified(sum)
+	} else if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return Identity{}, classify(x509.CertificateInvalidError{Cert: leaf, Reason: x509.Expired}, serial, leaf)
 	}
 	// Verify treats a certificate without extended key usages as good for
 	// any: ours always name client authentication, and a CA never is a client.
@@ -73,6 +81,25 @@ func (c *CA) IdentifyCertificate(leaf *x509.Certificate) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: serial %s: %v", ErrInvalidCertificate, serial, err)
 	}
 	return Identity{Role: role, Name: name, Serial: serial, NotAfter: leaf.NotAfter}, nil
+}
+
+// maxVerified bounds the verified-leaf cache; past it the cache starts over.
+const maxVerified = 4096
+
+func (c *CA) wasVerified(sum [32]byte) bool {
+	c.verifiedMu.Lock()
+	defer c.verifiedMu.Unlock()
+	_, ok := c.verified[sum]
+	return ok
+}
+
+func (c *CA) rememberVerified(sum [32]byte) {
+	c.verifiedMu.Lock()
+	defer c.verifiedMu.Unlock()
+	if c.verified == nil || len(c.verified) >= maxVerified {
+		c.verified = make(map[[32]byte]struct{})
+	}
+	c.verified[sum] = struct{}{}
 }
 
 func classify(err error, serial string, leaf *x509.Certificate) error {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -146,4 +147,32 @@ func parseCert(t *testing.T, certPEM []byte) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A certificate verified once is remembered, but its dates and revocation
+// are checked on every call: the cache saves the signature check only.
+func TestIdentifyRechecksDatesAndRevocationAfterCaching(t *testing.T) {
+	clk := newClock()
+	ca := openCA(t, certsDir(t), clk)
+	certPEM, _, serial, err := ca.Issue(pki.RoleAdmin, "cli", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{parseCert(t, certPEM)}}
+	for i := 0; i < 2; i++ {
+		if _, err := ca.Identify(st); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	clk.Advance(2 * time.Hour)
+	if _, err := ca.Identify(st); !errors.Is(err, pki.ErrExpired) {
+		t.Fatalf("after expiry: %v; want ErrExpired", err)
+	}
+	clk.Advance(-2 * time.Hour)
+	if err := ca.Revoke(serial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Identify(st); !errors.Is(err, pki.ErrRevoked) {
+		t.Fatalf("after revocation: %v; want ErrRevoked", err)
+	}
 }

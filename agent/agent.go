@@ -81,19 +81,20 @@ func ReadInfo(root string) (Info, error) {
 
 // agent holds the running parts, for the stop sequence.
 type agent struct {
-	opts    Options
-	log     *slog.Logger
-	level   *slog.LevelVar
-	logFile *rotatingFile
-	store   *state.Store
-	audit   *audit.Writer
-	ca      *pki.CA
-	server  *pki.ServerCert
-	api     *api.Server
-	servers []*http.Server
-	wg      sync.WaitGroup // listeners
-	bg      sync.WaitGroup // background components
-	cancel  context.CancelFunc
+	opts     Options
+	log      *slog.Logger
+	level    *slog.LevelVar
+	logFile  *rotatingFile
+	store    *state.Store
+	audit    *audit.Writer
+	ca       *pki.CA
+	server   *pki.ServerCert
+	api      *api.Server
+	servers  []*http.Server
+	stopOnce sync.Once
+	wg       sync.WaitGroup // listeners
+	bg       sync.WaitGroup // background components
+	cancel   context.CancelFunc
 
 	pipeline *source.Pipeline
 	inbox    *source.Inbox
@@ -242,10 +243,16 @@ func (a *agent) serve(ln net.Listener, h http.Handler, tlsConf *tlsConfig) {
 	}()
 }
 
-// stop undoes start in reverse order; it is safe after a partial start.
-func (a *agent) stop() {
+// stop undoes start in reverse order; it is safe after a partial start
+// and when called more than once.
+func (a *agent) stop() { a.stopOnce.Do(a.stopNow) }
+
+func (a *agent) stopNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if a.api != nil {
+		a.api.Close()
+	}
 	for _, s := range a.servers {
 		_ = s.Shutdown(ctx)
 	}

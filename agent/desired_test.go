@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -83,5 +84,48 @@ func TestDesiredLocalChangesAreAuditedAndMaterialized(t *testing.T) {
 	}
 	if code, body := do(t, c, "GET", "https://"+info.API+"/metrics", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics = %d", code)
+	}
+}
+
+func TestAuditFollowStreamsNewEvents(t *testing.T) {
+	root := t.TempDir()
+	a, info := startAgent(t, root)
+	c := adminClient(t, root)
+	resp, err := c.Get("https://" + info.API + "/api/v1/audit?follow=true&type=ADMIN_ACTION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "application/x-ndjson" {
+		t.Fatalf("follow = %d %s", resp.StatusCode, ct)
+	}
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	doc := `{"kind": "Approver", "id": "oncall", "spec": {"name": "On call", "users": ["alice"], "policies": ["*"]}}`
+	if code, body := do(t, c, "PUT", "https://"+info.API+"/api/v1/desired/Approver/oncall", doc); code != 200 {
+		t.Fatalf("PUT = %d %s", code, body)
+	}
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, `"ADMIN_ACTION"`) || !strings.Contains(l, `"oncall"`) {
+			t.Fatalf("streamed %s; want the ADMIN_ACTION for oncall", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event streamed within 5 s")
+	}
+	// Stopping the agent ends the stream at once rather than holding up
+	// the graceful shutdown.
+	start := time.Now()
+	a.stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("stop took %s with a stream open", d)
+	}
+	for range lines {
 	}
 }

@@ -243,6 +243,10 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 		}
 		f.After = n
 	}
+	if q.Get("follow") == "true" {
+		s.auditFollow(w, r, f)
+		return
+	}
 	events, next, err := audit.Query(s.opts.Store, f)
 	if err != nil {
 		s.internal(w, err)

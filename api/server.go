@@ -67,7 +67,13 @@ type Server struct {
 	allowedHosts atomic.Pointer[map[string]bool]
 	inflight     sync.Map // identity -> *atomic.Int32
 	started      time.Time
+	closing      chan struct{}
+	closeOnce    sync.Once
 }
+
+// Close ends long-lived answers (audit streams) so that the HTTP server's
+// graceful shutdown does not wait for them. Call it before Shutdown.
+func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // New builds a Server. Its AllowedHosts start as localhost and 127.0.0.1
 // until SetAllowedHosts is called.
@@ -75,7 +81,7 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, started: time.Now()}
+	s := &Server{opts: opts, log: opts.Logger, started: time.Now(), closing: make(chan struct{})}
 	s.SetAllowedHosts([]string{"localhost", "127.0.0.1"})
 	return s
 }

@@ -57,6 +57,9 @@ type Writer struct {
 	lastSeq  uint64
 	lastHash string
 
+	sendMu     sync.RWMutex
+	sendClosed bool
+
 	mu      sync.Mutex
 	closed  bool
 	pubs    []Publisher
@@ -117,11 +120,19 @@ func (w *Writer) Write(ctx context.Context, e Event) (Event, error) {
 		e.Severity = Info
 	}
 	done := make(chan result, 1)
+	// sendMu makes "queued" and "closed" exclusive: an event queued before
+	// Close is stored by the loop's final drain; after Close nothing is
+	// queued that no one would store.
+	w.sendMu.RLock()
+	if w.sendClosed {
+		w.sendMu.RUnlock()
+		return Event{}, ErrClosed
+	}
 	select {
 	case w.reqs <- request{ev: e, done: done}:
-	case <-w.stop:
-		return Event{}, ErrClosed
+		w.sendMu.RUnlock()
 	case <-ctx.Done():
+		w.sendMu.RUnlock()
 		return Event{}, ctx.Err()
 	}
 	// Once queued the event will be stored; wait for it even if ctx ends,
@@ -146,6 +157,9 @@ func (w *Writer) Close() {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	w.sendMu.Lock()
+	w.sendClosed = true
+	w.sendMu.Unlock()
 	close(w.stop)
 	<-w.stopped
 	w.mu.Lock()

@@ -253,3 +253,24 @@ func childWriter(dir string) {
 	}
 	wg.Wait()
 }
+
+func TestWriteAfterCloseFails(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	w, _ := audit.NewWriter(st, audit.Options{})
+	w.Close()
+	// Many tries: a select between a free queue slot and the closed stop
+	// channel would pick the queue half of the time.
+	for i := 0; i < 50; i++ {
+		done := make(chan error, 1)
+		go func() { _, err := w.Write(context.Background(), audit.Event{Type: audit.AgentStopped}); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, audit.ErrClosed) {
+				t.Fatalf("Write after Close = %v; want ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Write after Close hangs")
+		}
+	}
+}

@@ -47,8 +47,34 @@ func init() {
 			w := bufio.NewWriter(os.Stdout)
 			defer w.Flush()
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			if !asJSON {
+			switch {
+			case asJSON:
+			case follow:
+				fmt.Fprintf(w, "%-6s %-20s %-30s %-8s %-10s %s\n", "SEQ", "TIME", "TYPE", "SEVERITY", "COMPONENT", "TARGET")
+			default:
 				fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tSEVERITY\tCOMPONENT\tTARGET")
+			}
+			print := func(raw []byte) {
+				if asJSON {
+					w.Write(raw)
+					w.WriteByte('\n')
+					return
+				}
+				var e audit.Event
+				json.Unmarshal(raw, &e)
+				if follow { // lines come one at a time: fixed widths, not a table
+					fmt.Fprintf(w, "%-6d %-20s %-30s %-8s %-10s %s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Severity, e.Component, target(e))
+					return
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Severity, e.Component, target(e))
+			}
+			if follow {
+				q.Set("follow", "true")
+				return c.stream("/api/v1/audit?"+q.Encode(), func(line []byte) {
+					print(line)
+					tw.Flush()
+					w.Flush()
+				})
 			}
 			for {
 				var page struct {
@@ -59,25 +85,12 @@ func init() {
 					return err
 				}
 				for _, raw := range page.Events {
-					var e audit.Event
-					json.Unmarshal(raw, &e)
-					q.Set("cursor", strconv.FormatUint(e.Seq, 10))
-					if asJSON {
-						w.Write(raw)
-						w.WriteByte('\n')
-						continue
-					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Severity, e.Component, target(e))
+					print(raw)
 				}
-				if page.Next != "" {
-					continue
-				}
-				if !follow {
+				if page.Next == "" {
 					break
 				}
-				tw.Flush()
-				w.Flush()
-				time.Sleep(500 * time.Millisecond)
+				q.Set("cursor", page.Next)
 			}
 			return tw.Flush()
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -95,7 +96,9 @@ type apiErr struct {
 	msg    string
 }
 
-func (e *apiErr) Error() string { return fmt.Sprintf("agent answered %d %s: %s", e.status, e.code, e.msg) }
+func (e *apiErr) Error() string {
+	return fmt.Sprintf("agent answered %d %s: %s", e.status, e.code, e.msg)
+}
 
 // printJSON writes v indented.
 func printJSON(w io.Writer, v any) error {
@@ -103,4 +106,31 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// stream reads an NDJSON answer line by line until the agent ends it (or
+// the process is interrupted).
+func (c *client) stream(path string, line func([]byte)) error {
+	req, err := http.NewRequest("GET", c.base+path, nil)
+	if err != nil {
+		return connErr(err)
+	}
+	req.Host = "localhost"
+	hc := *c.http
+	hc.Timeout = 0 // a stream has no deadline
+	resp, err := hc.Do(req)
+	if err != nil {
+		return connErr(fmt.Errorf("reach the agent: %w", err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		return &apiErr{status: resp.StatusCode, msg: strings.TrimSpace(string(data))}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line(sc.Bytes())
+	}
+	return sc.Err()
 }

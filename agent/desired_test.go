@@ -129,3 +129,27 @@ func TestAuditFollowStreamsNewEvents(t *testing.T) {
 	for range lines {
 	}
 }
+
+func TestPluginRoutes(t *testing.T) {
+	root := t.TempDir()
+	a, info := startAgent(t, root)
+	admin := adminClient(t, root)
+	base := "https://" + info.API + "/api/v1/plugins"
+	if code, body := do(t, admin, "GET", base, ""); code != 200 || !strings.Contains(body, `"plugins":[]`) {
+		t.Fatalf("GET plugins = %d %s", code, body)
+	}
+	if code, body := do(t, admin, "POST", base+"/nope/restart", "{}"); code != 404 {
+		t.Fatalf("restart of an unknown plugin = %d %s; want 404", code, body)
+	}
+	pc, pk, _, err := a.ca.Issue("plugin", "heartbeat", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := tlsClient(t, root, pair(t, pc, pk))
+	if code, _ := do(t, plugin, "GET", base, ""); code != 200 {
+		t.Fatalf("plugin GET plugins = %d; want 200", code)
+	}
+	if code, _ := do(t, plugin, "POST", base+"/heartbeat/restart", "{}"); code != 403 {
+		t.Fatalf("plugin POST restart = %d; want 403", code)
+	}
+}

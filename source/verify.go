@@ -93,6 +93,10 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 	start = time.Now()
 	docs, errs := validateDocuments(ctx, b)
 	v.Timings.Validate = time.Since(start)
+	if err := ctx.Err(); err != nil {
+		// The workers stopped early: docs has gaps (nil) and errs is partial.
+		return err
+	}
 	if errs != nil {
 		return &InvalidError{Errors: errs}
 	}

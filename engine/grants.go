@@ -69,7 +69,7 @@ type grantTimer struct {
 	e     *Engine
 	mu    sync.Mutex
 	timer *time.Timer
-	next  time.Time
+	next  time.Time // when the armed timer fires; zero once it has fired
 	fire  chan struct{}
 }
 
@@ -88,12 +88,19 @@ func (t *grantTimer) schedule(at time.Time) {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
-	t.timer = time.AfterFunc(max(at.Sub(t.e.opts.Now()), 0), func() {
+	var tm *time.Timer
+	tm = time.AfterFunc(max(at.Sub(t.e.opts.Now()), 0), func() {
+		t.mu.Lock()
+		if t.timer == tm {
+			t.next = time.Time{} // nothing armed until expire schedules again
+		}
+		t.mu.Unlock()
 		select {
 		case t.fire <- struct{}{}:
 		default:
 		}
 	})
+	t.timer = tm
 }
 
 func (t *grantTimer) stop() {
@@ -116,9 +123,9 @@ func (t *grantTimer) expire(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	t.next = time.Time{}
-	t.mu.Unlock()
+	// No reset of t.next here: a grant created since the listing has
+	// already scheduled its (earlier) expiry, and schedule only moves the
+	// timer earlier. The timer that fired cleared t.next itself.
 	var gone []string
 	for _, g := range grants {
 		if now.Before(g.ExpiresAt) {

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,19 +10,6 @@ import (
 
 	"warden/api"
 )
-
-type apiError struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-}
 
 // RunHandler serves POST /api/v1/jobs/{id}/run: 202 with {"job", "run"}
 // once the run is queued; 404 for an unknown job, 409 when concurrency
@@ -38,14 +24,14 @@ func (s *Scheduler) RunHandler() http.Handler {
 		runID, err := s.RunNow(id, by)
 		switch {
 		case errors.Is(err, ErrUnknownJob):
-			writeJSON(w, http.StatusNotFound, apiError{err.Error(), "not_found"})
+			api.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 		case errors.Is(err, ErrBusy):
-			writeJSON(w, http.StatusConflict, apiError{err.Error(), "conflict"})
+			api.WriteError(w, http.StatusConflict, "conflict", err.Error())
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error(), "unavailable"})
+			api.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:
 			w.Header().Set("Location", "/api/v1/jobs/"+id+"/runs")
-			writeJSON(w, http.StatusAccepted, map[string]string{"job": id, "run": runID})
+			api.WriteJSON(w, http.StatusAccepted, map[string]string{"job": id, "run": runID})
 		}
 	})
 }
@@ -53,7 +39,7 @@ func (s *Scheduler) RunHandler() http.Handler {
 // ListHandler serves GET /api/v1/jobs: {"jobs": [JobStatus...]}.
 func (s *Scheduler) ListHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"jobs": s.List()})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"jobs": s.List()})
 	})
 }
 
@@ -68,7 +54,7 @@ func (s *Scheduler) RunsHandler() http.Handler {
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 500 {
-				writeJSON(w, http.StatusBadRequest, apiError{"limit must be 1..500", "bad_request"})
+				api.WriteError(w, http.StatusBadRequest, "bad_request", "limit must be 1..500")
 				return
 			}
 			limit = n
@@ -79,10 +65,10 @@ func (s *Scheduler) RunsHandler() http.Handler {
 		}
 		switch {
 		case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrUnknownRun):
-			writeJSON(w, http.StatusNotFound, apiError{err.Error(), "not_found"})
+			api.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 			return
 		case err != nil:
-			writeJSON(w, http.StatusInternalServerError, apiError{err.Error(), "internal"})
+			api.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
 			return
 		}
 		if q.Get("output") == "false" {
@@ -92,7 +78,7 @@ func (s *Scheduler) RunsHandler() http.Handler {
 				}
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"job": id, "runs": runs})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"job": id, "runs": runs})
 	})
 }
 

@@ -122,6 +122,8 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	// (HMAC) order each is a memmove, and 100k documents took seconds.
 	sort.Slice(vals, func(i, j int) bool { return bytes.Compare(vals[i][0], vals[j][0]) < 0 })
 	var m Meta
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		cur, err := readCurrent(tx, s.seal)
 		if err != nil {

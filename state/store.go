@@ -64,6 +64,11 @@ type Store struct {
 	keep int
 
 	current atomic.Pointer[Snapshot]
+	// applyMu makes an apply's commit and its publication (current, then
+	// subscribers) one step: bbolt serializes the commits, but without it
+	// two applies could publish in the other order and leave current on
+	// the older generation.
+	applyMu sync.Mutex
 
 	mu     sync.Mutex
 	subs   map[int]chan uint64

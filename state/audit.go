@@ -21,7 +21,7 @@ type AuditEntry struct {
 // them) and must be above every stored one. When it returns nil, the
 // entries are on disk.
 func (s *Store) AppendAudit(entries []AuditEntry) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAudit)
 		b.FillPercent = 1.0 // append-only: pack pages full
 		last, _ := b.Cursor().Last()
@@ -43,7 +43,7 @@ func (s *Store) AppendAudit(entries []AuditEntry) error {
 // order, until fn returns false. reverse walks from the newest down to
 // `from`.
 func (s *Store) AuditScan(from uint64, reverse bool, fn func(AuditEntry) bool) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bAudit).Cursor()
 		var k, v []byte
 		if reverse {
@@ -89,7 +89,7 @@ func (s *Store) LastAudit() (e AuditEntry, ok bool, err error) {
 // which verification of the remaining chain starts.
 func (s *Store) PruneAudit(before uint64, anchor []byte) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAudit)
 		c := b.Cursor()
 		// Re-seek after each delete: a bbolt cursor's Next after Delete can
@@ -108,7 +108,7 @@ func (s *Store) PruneAudit(before uint64, anchor []byte) (int, error) {
 // AuditAnchor returns the anchor stored by the last PruneAudit, or nil.
 func (s *Store) AuditAnchor() ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bMeta).Get(kAnchor)
 		if v == nil {
 			return nil

@@ -124,7 +124,7 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	var m Meta
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		cur, err := readCurrent(tx, s.seal)
 		if err != nil {
 			return err
@@ -206,7 +206,7 @@ func (s *Store) Current() *Snapshot { return s.current.Load() }
 
 func (s *Store) loadCurrent() error {
 	var sn *Snapshot
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		m, err := readCurrent(tx, s.seal)
 		if err != nil {
 			return err
@@ -228,7 +228,7 @@ func (s *Store) loadCurrent() error {
 // Generation reads a kept generation.
 func (s *Store) Generation(n uint64) (*Snapshot, error) {
 	var sn *Snapshot
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		sn, err = s.readGeneration(tx, n)
 		return err
@@ -272,7 +272,7 @@ func (s *Store) readGeneration(tx *bolt.Tx, n uint64) (*Snapshot, error) {
 // Generations lists the kept generations, newest first.
 func (s *Store) Generations() ([]Meta, error) {
 	var out []Meta
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bDesired).Cursor()
 		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
 			gb := tx.Bucket(bDesired).Bucket(k)

@@ -47,7 +47,7 @@ func (s *Store) PutMany(b Bucket, kv map[string]any) error {
 		k := s.seal.keyName(string(b), key)
 		all = append(all, sealed{k, s.seal.seal(plain, ad([]byte(b), k))})
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(b))
 		for _, r := range all {
 			if err := bk.Put(r.k, r.v); err != nil {
@@ -62,7 +62,7 @@ func (s *Store) PutMany(b Bucket, kv map[string]any) error {
 func (s *Store) Get(b Bucket, key string, v any) (bool, error) {
 	k := s.seal.keyName(string(b), key)
 	var plain []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		sealed := tx.Bucket([]byte(b)).Get(k)
 		if sealed == nil {
 			return nil
@@ -83,7 +83,7 @@ func (s *Store) Get(b Bucket, key string, v any) (bool, error) {
 
 // Delete removes key; deleting a missing key is not an error.
 func (s *Store) Delete(b Bucket, keys ...string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(b))
 		for _, key := range keys {
 			if err := bk.Delete(s.seal.keyName(string(b), key)); err != nil {
@@ -98,7 +98,7 @@ func (s *Store) Delete(b Bucket, keys ...string) error {
 // read transaction (a consistent view). fn must not call back into the store
 // for writes.
 func (s *Store) List(b Bucket, fn func(key string, value json.RawMessage) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(b)).ForEach(func(k, v []byte) error {
 			plain, err := s.seal.open(v, ad([]byte(b), k))
 			if err != nil {

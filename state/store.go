@@ -120,7 +120,7 @@ func Open(dir string, opts Options) (*Store, error) {
 // init creates the buckets and checks (or, on a new database, writes) the
 // key check value.
 func (s *Store) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bDesired, bAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -159,6 +159,18 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	return s.db.Close()
+}
+
+// update and view run fn in a bbolt transaction; on a closed store they
+// fail with ErrClosed (wrapping bbolt's own error).
+func (s *Store) update(fn func(*bolt.Tx) error) error { return closedErr(s.db.Update(fn)) }
+func (s *Store) view(fn func(*bolt.Tx) error) error   { return closedErr(s.db.View(fn)) }
+
+func closedErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
 }
 
 // Path is the database file's path.

@@ -103,6 +103,15 @@ func (s *Sync) endpoint() (*endpoint, error) {
 	if ep.url, err = backendURL(ep.url); err != nil {
 		return nil, err
 	}
+	// The credential goes only to the backend that issued it: a Settings
+	// document naming another backend must not collect it.
+	if ep.reg != nil {
+		if regURL, err := backendURL(ep.reg.URL); err != nil || regURL != ep.url {
+			s.log.Warn("backend in Settings is not the one this agent registered with; polling without credentials",
+				"settings", ep.url, "registered", ep.reg.URL)
+			ep.reg = nil
+		}
+	}
 	if ep.caFile != "" && !filepath.IsAbs(ep.caFile) {
 		ep.caFile = filepath.Join(s.root, ep.caFile)
 	}

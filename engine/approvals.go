@@ -127,6 +127,10 @@ func (e *Engine) createApproval(req *policy.Request, fp string, d *policy.Decisi
 // listed by an Approver document covering the policy. Audited as
 // ADMIN_ACTION.
 func (e *Engine) Decide(id, approver string, approve bool) (Approval, error) {
+	// One decision at a time: read, check pending, write must not
+	// interleave, or two approvers could both decide one request.
+	e.decideMu.Lock()
+	defer e.decideMu.Unlock()
 	now := e.opts.Now()
 	var a Approval
 	ok, err := e.opts.Store.Get(state.Approvals, id, &a)

@@ -53,7 +53,8 @@ type Engine struct {
 	verified map[string]time.Time // user -> last successful TOTP check
 	lastStep map[string]int64     // user -> last TOTP step used (no replay)
 
-	grants *grantTimer
+	grants   *grantTimer
+	decideMu sync.Mutex // serializes approval decisions
 }
 
 // New compiles the current generation's policies.

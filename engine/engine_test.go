@@ -261,3 +261,30 @@ func TestRateLimitAndBreaker(t *testing.T) {
 		t.Fatalf("after 5 min: %+v, %v; want an evaluation again", r, err)
 	}
 }
+
+func TestConcurrentDecisionsDecideOnce(t *testing.T) {
+	f := setup(t, needsApproval, strings.Replace(approver, `["alice"]`, `["alice", "bob"]`, 1))
+	r, err := f.eng.Evaluate(context.Background(), req("carol", "/usr/bin/psql"), false)
+	if err != nil || r.ApprovalID == "" {
+		t.Fatalf("%+v, %v", r, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			who := []string{"alice", "bob"}[i%2]
+			if _, err := f.eng.Decide(r.ApprovalID, who, i%2 == 0); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("%d decisions succeeded; want exactly 1", ok)
+	}
+}

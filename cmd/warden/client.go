@@ -49,6 +49,15 @@ func newClient() (*client, error) {
 	return &client{base: "https://" + info.API, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
+// callAgent is newClient then call, for commands that make one request.
+func callAgent(method, path string, body []byte, out any) error {
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	return c.call(method, path, body, out)
+}
+
 // call sends a request and decodes a JSON answer into out (when not nil).
 // API errors come back as errors carrying the agent's message.
 func (c *client) call(method, path string, body []byte, out any) error {

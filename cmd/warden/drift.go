@@ -20,16 +20,12 @@ func init() {
 		Long:  "drift lists open and recent drift records. Exit 1 while any drift is open or unresolved.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			path := "/api/v1/drift"
 			if onlyOpen {
 				path += "?open=true"
 			}
 			var raw json.RawMessage
-			if err := c.call("GET", path, nil, &raw); err != nil {
+			if err := callAgent("GET", path, nil, &raw); err != nil {
 				return err
 			}
 			var out struct {

@@ -42,16 +42,12 @@ func init() {
 				}
 				body, _ = json.Marshal(&req)
 			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			path := "/api/v1/evaluate"
 			if explain {
 				path += "?explain=true"
 			}
 			var raw json.RawMessage
-			if err := c.call("POST", path, body, &raw); err != nil {
+			if err := callAgent("POST", path, body, &raw); err != nil {
 				return err
 			}
 			var res engine.Result

@@ -30,13 +30,9 @@ func jobRunCmd() *cobra.Command {
 			"prints each task's output, and exits 1 when the run did not succeed.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			id := args[0]
 			var started struct{ Job, Run string }
-			if err := c.call("POST", "/api/v1/jobs/"+url.PathEscape(id)+"/run", []byte("{}"), &started); err != nil {
+			if err := callAgent("POST", "/api/v1/jobs/"+url.PathEscape(id)+"/run", []byte("{}"), &started); err != nil {
 				return err
 			}
 			if !wait {
@@ -46,7 +42,7 @@ func jobRunCmd() *cobra.Command {
 				fmt.Printf("run %s of job %s queued\n", started.Run, id)
 				return nil
 			}
-			r, err := waitRun(c, id, started.Run)
+			r, err := waitRun(id, started.Run)
 			if err != nil {
 				return err
 			}
@@ -67,7 +63,11 @@ func jobRunCmd() *cobra.Command {
 }
 
 // waitRun polls the run's record until it has ended.
-func waitRun(c *client, job, runID string) (*jobs.Run, error) {
+func waitRun(job, runID string) (*jobs.Run, error) {
+	c, err := newClient() // one connection for every poll
+	if err != nil {
+		return nil, err
+	}
 	path := "/api/v1/jobs/" + url.PathEscape(job) + "/runs?run=" + url.QueryEscape(runID)
 	for {
 		var out struct{ Runs []*jobs.Run }
@@ -121,12 +121,8 @@ func jobListCmd() *cobra.Command {
 		Short: "List the jobs with their next and last run",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var raw json.RawMessage
-			if err := c.call("GET", "/api/v1/jobs", nil, &raw); err != nil {
+			if err := callAgent("GET", "/api/v1/jobs", nil, &raw); err != nil {
 				return err
 			}
 			if asJSON {
@@ -165,16 +161,12 @@ func jobHistoryCmd() *cobra.Command {
 		Short: "Show a job's runs, newest first (kept 15 days)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			q := url.Values{"limit": {fmt.Sprint(limit)}}
 			if !output && !asJSON {
 				q.Set("output", "false")
 			}
 			var raw json.RawMessage
-			if err := c.call("GET", "/api/v1/jobs/"+url.PathEscape(args[0])+"/runs?"+q.Encode(), nil, &raw); err != nil {
+			if err := callAgent("GET", "/api/v1/jobs/"+url.PathEscape(args[0])+"/runs?"+q.Encode(), nil, &raw); err != nil {
 				return err
 			}
 			if asJSON {

@@ -18,14 +18,10 @@ func init() {
 		Short: "Create USER's TOTP secret and print its otpauth URI (shown once)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				OTPAuth string `json:"otpauth"`
 			}
-			if err := c.call("POST", "/api/v1/mfa/"+args[0]+"/enroll", []byte("{}"), &out); err != nil {
+			if err := callAgent("POST", "/api/v1/mfa/"+args[0]+"/enroll", []byte("{}"), &out); err != nil {
 				return err
 			}
 			fmt.Println(out.OTPAuth)
@@ -39,14 +35,10 @@ func init() {
 		Short: "List pending and decided approvals",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Approvals []engine.Approval `json:"approvals"`
 			}
-			if err := c.call("GET", "/api/v1/approvals", nil, &out); err != nil {
+			if err := callAgent("GET", "/api/v1/approvals", nil, &out); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -64,13 +56,9 @@ func init() {
 			Short: verb + " a pending approval, as a listed approver",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := newClient()
-				if err != nil {
-					return err
-				}
 				body, _ := json.Marshal(map[string]string{"approver": approver})
 				var a engine.Approval
-				if err := c.call("POST", "/api/v1/approvals/"+args[0]+"/"+verb, body, &a); err != nil {
+				if err := callAgent("POST", "/api/v1/approvals/"+args[0]+"/"+verb, body, &a); err != nil {
 					return err
 				}
 				fmt.Printf("approval %s %s by %s\n", a.ID, a.State, a.DecidedBy)
@@ -88,14 +76,10 @@ func init() {
 		Short: "List time-limited elevation grants in force",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var out struct {
 				Grants []engine.Grant `json:"grants"`
 			}
-			if err := c.call("GET", "/api/v1/grants", nil, &out); err != nil {
+			if err := callAgent("GET", "/api/v1/grants", nil, &out); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

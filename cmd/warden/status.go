@@ -18,12 +18,8 @@ func init() {
 		Short: "Show the local agent's generation, bundle version and controllers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var raw json.RawMessage
-			if err := c.call("GET", "/api/v1/status", nil, &raw); err != nil {
+			if err := callAgent("GET", "/api/v1/status", nil, &raw); err != nil {
 				return err
 			}
 			if asJSON {
@@ -88,14 +84,10 @@ func init() {
 			if err != nil {
 				return badNews(err)
 			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
 			var meta struct {
 				Generation uint64 `json:"generation"`
 			}
-			if err := c.call("PUT", "/api/v1/desired/"+doc.Kind+"/"+doc.ID, data, &meta); err != nil {
+			if err := callAgent("PUT", "/api/v1/desired/"+doc.Kind+"/"+doc.ID, data, &meta); err != nil {
 				return err
 			}
 			fmt.Printf("applied %s as generation %d\n", doc.Key(), meta.Generation)

@@ -115,8 +115,20 @@ func checkCommand(path string) error {
 func workDir(root, job, rel string) (string, error) {
 	base := filepath.Join(root, "Jobs", job)
 	dir := filepath.Join(base, rel)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(base, 0o750); err != nil {
 		return "", fmt.Errorf("create working directory: %w", err)
+	}
+	// Create what is below base through an os.Root: a symlink planted in
+	// the job's folder cannot make us create folders outside it.
+	r, err := os.OpenRoot(base)
+	if err != nil {
+		return "", fmt.Errorf("create working directory: %w", err)
+	}
+	defer r.Close()
+	if rel != "" && rel != "." {
+		if err := r.MkdirAll(rel, 0o750); err != nil {
+			return "", fmt.Errorf("%s: %w: %v", dir, ErrWorkingDir, err)
+		}
 	}
 	realBase, err1 := filepath.EvalSymlinks(base)
 	realDir, err2 := filepath.EvalSymlinks(dir)

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -231,11 +230,11 @@ func (f *Files) hash(rel string, fd int, st *unix.Stat_t) ([32]byte, error) {
 			return sum, nil
 		}
 	}
-	data, err := readAll(fd, st.Size)
+	sum, err := hashFD(fd)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	id.sum = sha256.Sum256(data)
+	id.sum = sum
 	f.remember(rel, id)
 	return id.sum, nil
 }

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -131,24 +132,26 @@ func writeAtomic(dirfd int, name string, data []byte, mode uint32, uid, gid int)
 	return st, err
 }
 
-// readAll reads what is left of fd.
-func readAll(fd int, size int64) ([]byte, error) {
-	buf := make([]byte, 0, size+1)
+// hashFD is the SHA-256 of what is left to read from fd, read in fixed
+// chunks: a huge file planted where a managed one belongs costs time, not
+// memory.
+func hashFD(fd int) ([32]byte, error) {
+	h := sha256.New()
+	buf := make([]byte, 32<<10)
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		n, err := unix.Read(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return [32]byte{}, err
 		}
 		if n == 0 {
-			return buf, nil
+			var sum [32]byte
+			h.Sum(sum[:0])
+			return sum, nil
 		}
-		buf = buf[:len(buf)+n]
+		h.Write(buf[:n])
 	}
 }
 

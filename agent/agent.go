@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"warden/atomicfile"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -287,12 +289,7 @@ func (a *agent) stopNow() {
 // writeInfo writes run/agent.json atomically, 0600.
 func writeInfo(root string, in Info) error {
 	data, _ := json.MarshalIndent(in, "", "  ")
-	p := filepath.Join(root, InfoPath)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.Write(filepath.Join(root, InfoPath), append(data, '\n'), 0o600)
 }
 
 // lookupPeer finds the process behind a loopback connection, best effort.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"warden/atomicfile"
 )
 
 // CALifetime is the validity of a newly created local CA.
@@ -115,10 +117,10 @@ func (c *CA) create() error {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	// The key first: ca.pem is the marker that the CA is complete.
-	if err := writeFileAtomic(c.path(CAKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(CAKeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(c.path(CACertFile), certPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(CACertFile), certPEM, 0o600); err != nil {
 		return err
 	}
 	c.cert, c.certPEM, c.key = cert, certPEM, key

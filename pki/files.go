@@ -6,8 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
+
+	"warden/atomicfile"
 )
 
 // File names inside the certs folder.
@@ -28,54 +29,6 @@ var ErrInsecureFile = errors.New("insecure key file")
 // maxPEMSize bounds what is read from any certificate or key file.
 const maxPEMSize = 1 << 20
 
-const tempMarker = ".tmp-"
-
-// writeFileAtomic replaces path with data so that a reader, or a crash,
-// sees either the old content or the new one, never a mix: a temporary file
-// in the same folder (created 0600), fsync, rename, fsync of the folder.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMarker+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if tmp != "" {
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	tmp = ""
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // removeStaleTemps deletes temporary files a crash left behind in dir (they
 // may hold key material, and nothing else reads them).
 func removeStaleTemps(dir string) {
@@ -84,7 +37,7 @@ func removeStaleTemps(dir string) {
 		return
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), tempMarker) {
+		if atomicfile.IsTemp(e.Name()) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

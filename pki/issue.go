@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"regexp"
 	"time"
+
+	"warden/atomicfile"
 )
 
 // Roles a client certificate can carry.
@@ -87,10 +89,10 @@ func (c *CA) WriteAdmin() (serial string, notAfter time.Time, err error) {
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if err := writeFileAtomic(c.path(AdminKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(AdminKeyFile), keyPEM, 0o600); err != nil {
 		return "", time.Time{}, fmt.Errorf("pki: write admin key: %w", err)
 	}
-	if err := writeFileAtomic(c.path(AdminCertFile), certPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(AdminCertFile), certPEM, 0o600); err != nil {
 		return "", time.Time{}, fmt.Errorf("pki: write admin certificate: %w", err)
 	}
 	c.mu.RLock()

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"warden/atomicfile"
 )
 
 // Revocation is one entry of certs/revoked.json.
@@ -151,7 +153,7 @@ func (c *CA) persistLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(c.path(RevokedFile), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(c.path(RevokedFile), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("pki: write %s: %w", RevokedFile, err)
 	}
 	return nil

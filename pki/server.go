@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"warden/atomicfile"
 )
 
 // DefaultServerTTL is the lifetime of a self-issued server certificate. A
@@ -44,10 +46,10 @@ func (c *CA) IssueServer(ttl time.Duration) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue server certificate: %w", err)
 	}
-	if err := writeFileAtomic(c.path(ServerKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(ServerKeyFile), keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("pki: write server key: %w", err)
 	}
-	if err := writeFileAtomic(c.path(ServerCertFile), certPEM, 0o600); err != nil {
+	if err := atomicfile.Write(c.path(ServerCertFile), certPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("pki: write server certificate: %w", err)
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -166,7 +168,7 @@ func (s *ServerCert) loadCustom() (*tls.Certificate, error) {
 	// The CLI pins what the agent serves (ClientTLSConfig): publish the
 	// leaf, and drop a stale self-issued key that no longer serves anything.
 	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
-	if err := writeFileAtomic(s.ca.path(ServerCertFile), leafPEM, 0o600); err != nil {
+	if err := atomicfile.Write(s.ca.path(ServerCertFile), leafPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", ServerCertFile, err)
 	}
 	if err := os.Remove(s.ca.path(ServerKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"warden/atomicfile"
+
 	"github.com/spf13/cobra"
 
 	"warden/source"
@@ -67,7 +69,7 @@ func bundleBuildCmd() *cobra.Command {
 			if err != nil {
 				return badNews(err)
 			}
-			if err := writeFileAtomic(out, data, 0o644); err != nil {
+			if err := atomicfile.Write(out, data, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: version %d, %d files, created %s, keyId %s\n",
@@ -184,30 +186,4 @@ func parseDays(s string) (time.Duration, error) {
 		err = fmt.Errorf("invalid duration %q", s)
 	}
 	return d, err
-}
-
-// writeFileAtomic writes data beside name and renames it into place, so a
-// reader (an inbox watching that folder) never sees half a file.
-func writeFileAtomic(name string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.part")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }

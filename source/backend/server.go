@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"warden/atomicfile"
+
 	"warden/source"
 )
 
@@ -294,11 +296,7 @@ func (s *Server) saveAgents() error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.dir, ".agents.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(s.dir, "agents.json"))
+	return atomicfile.Write(filepath.Join(s.dir, "agents.json"), data, 0o600)
 }
 
 // appendSync appends data to name and fsyncs before the upload is

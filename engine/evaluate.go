@@ -59,15 +59,28 @@ func (e *Engine) Evaluate(ctx context.Context, req *policy.Request, explain bool
 		}
 	}
 	req.MFAVerified = e.mfaFresh(req.User, now)
-	fp := fingerprint(req)
-	approval, _ := e.findApproval(fp, now)
-	req.Approved = approval != nil && approval.State == approvalApproved
-
 	ix := e.index.Load()
-	if explain {
-		r.Decision = ix.EvaluateExplain(req, now)
-	} else {
-		r.Decision = ix.Evaluate(req, now)
+	decide := func() {
+		if explain {
+			r.Decision = ix.EvaluateExplain(req, now)
+		} else {
+			r.Decision = ix.Evaluate(req, now)
+		}
+	}
+	decide()
+	// Approvals are looked up in the store only when a decision asks for
+	// one, so the common request does no I/O here. An approval satisfies
+	// only approval controls, so when neither answer is approval it could
+	// not change them.
+	var fp string
+	var approval *Approval
+	if r.Decision.Decision == policy.Approval || r.Effective == policy.Approval {
+		fp = fingerprint(req)
+		approval, _ = e.findApproval(fp, now)
+		if approval != nil && approval.State == approvalApproved {
+			req.Approved = true
+			decide()
+		}
 	}
 	if e.breaker.Load().Record(key, r.Failed(), now) {
 		e.opts.Audit.Emit(audit.Event{Type: audit.CircuitOpen, Severity: audit.Warning, Component: "engine",

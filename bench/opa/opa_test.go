@@ -19,10 +19,10 @@ const rules = 10_000
 var now = time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC)
 
 type engines struct {
-	warden *policy.Index
-	opa    rego.PreparedEvalQuery
-	reqs   []*policy.Request
-	inputs []ast.Value // the same requests, parsed for OPA once, as warden's are decoded once
+	warden                    *policy.Index
+	opa                       rego.PreparedEvalQuery
+	reqs                      []*policy.Request
+	inputs                    []ast.Value // the same requests, parsed for OPA once, as warden's are decoded once
 	wardenCompile, opaPrepare time.Duration
 }
 

@@ -66,15 +66,20 @@ func runValidate(cmd *cobra.Command, args []string) error {
 	}
 	var all schema.Errors
 	n := 0
-	for _, b := range bundles {
-		docs, err := validateBundle(b)
+	// collect keeps the documents and broken rules of one validation; any
+	// other error (unreadable input) ends the command.
+	collect := func(docs []*schema.Document, err error) error {
 		n += len(docs)
-		if err != nil {
-			var se schema.Errors
-			if !errors.As(err, &se) {
-				return err
-			}
-			all = append(all, se...)
+		var se schema.Errors
+		if err != nil && !errors.As(err, &se) {
+			return err
+		}
+		all = append(all, se...)
+		return nil
+	}
+	for _, b := range bundles {
+		if err := collect(validateBundle(b)); err != nil {
+			return err
 		}
 	}
 	inputs := make([]schema.File, 0, len(files))
@@ -85,14 +90,8 @@ func runValidate(cmd *cobra.Command, args []string) error {
 		}
 		inputs = append(inputs, schema.File{Name: f, Data: data})
 	}
-	docs, err := schema.ValidateMany(inputs)
-	n += len(docs)
-	if err != nil {
-		var se schema.Errors
-		if !errors.As(err, &se) {
-			return err
-		}
-		all = append(all, se...)
+	if err := collect(schema.ValidateMany(inputs)); err != nil {
+		return err
 	}
 	if len(all) > 0 {
 		for _, is := range all {

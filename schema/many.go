@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"context"
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // File is a named document, as read from disk or a bundle.
@@ -12,33 +14,37 @@ type File struct {
 	Data []byte
 }
 
-// ValidateMany validates files on all cores and returns the documents in
-// input order. Its error (Errors) lists every broken rule of every file,
-// and also a kind/id that appears twice.
+// ValidateMany validates files on all cores and returns the valid
+// documents in input order. Its error (Errors) lists every broken rule of
+// every file, and also a kind/id that appears twice.
 func ValidateMany(files []File) ([]*Document, error) {
-	docs := make([]*Document, len(files))
-	errs := make([]error, len(files))
-	workers := min(runtime.GOMAXPROCS(0), len(files))
-	var next sync.Mutex
-	i := 0
+	docs, errs, _ := ValidateEach(context.Background(), files)
+	return collect(files, docs, errs)
+}
+
+// ValidateEach validates files on all cores. docs[i] and errs[i] are
+// Validate's answers for files[i]. When ctx ends it stops early and returns
+// ctx.Err(); the answers are then incomplete.
+func ValidateEach(ctx context.Context, files []File) (docs []*Document, errs []error, err error) {
+	docs = make([]*Document, len(files))
+	errs = make([]error, len(files))
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				next.Lock()
-				j := i
-				i++
-				next.Unlock()
-				if j >= len(files) {
-					return
-				}
+			for j := int(next.Add(1) - 1); j < len(files) && ctx.Err() == nil; j = int(next.Add(1) - 1) {
 				docs[j], errs[j] = Validate(files[j].Name, files[j].Data)
 			}
 		}()
 	}
 	wg.Wait()
+	return docs, errs, ctx.Err()
+}
+
+// collect is ValidateMany's answer from ValidateEach's.
+func collect(files []File, docs []*Document, errs []error) ([]*Document, error) {
 	var all Errors
 	seen := map[string]string{}
 	out := make([]*Document, 0, len(files))

@@ -7,10 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"warden/policy"
@@ -177,48 +174,33 @@ func (e *InvalidError) Unwrap() []error { return []error{ErrInvalid, e.Errors} }
 // (schema.Validate caches by content hash). The documents come back in
 // path order; errs lists every issue, sorted by file.
 func validateDocuments(ctx context.Context, b *Bundle) (docs []*schema.Document, errs schema.Errors) {
-	paths := b.Paths()
-	docs = make([]*schema.Document, len(paths))
-	found := make([]schema.Errors, len(paths))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), len(paths))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(paths) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				docs[i], found[i] = validateOne(paths[i], b.Files[paths[i]])
-			}
-		}()
+	var files []schema.File
+	for _, p := range b.Paths() {
+		if _, _, err := placeOf(p); err != nil {
+			errs = append(errs, schema.Issue{File: p, Msg: err.Error()})
+			continue
+		}
+		files = append(files, schema.File{Name: p, Data: b.Files[p]})
 	}
-	wg.Wait()
-	for _, f := range found {
-		errs = append(errs, f...)
+	// On cancellation the answers are partial; check returns ctx.Err().
+	each, failed, _ := schema.ValidateEach(ctx, files)
+	for i, err := range failed {
+		var se schema.Errors
+		switch {
+		case errors.As(err, &se):
+			errs = append(errs, se...)
+		case err != nil:
+			errs = append(errs, schema.Issue{File: files[i].Name, Msg: err.Error()})
+		case each[i] != nil:
+			errs = append(errs, checkPlace(files[i].Name, each[i])...)
+			docs = append(docs, each[i])
+		}
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].File < errs[j].File })
 		return nil, errs
 	}
 	return docs, nil
-}
-
-func validateOne(p string, data []byte) (*schema.Document, schema.Errors) {
-	if _, _, err := placeOf(p); err != nil {
-		return nil, schema.Errors{{File: p, Msg: err.Error()}}
-	}
-	d, err := schema.Validate(p, data)
-	if err != nil {
-		var se schema.Errors
-		if errors.As(err, &se) {
-			return nil, se
-		}
-		return nil, schema.Errors{{File: p, Msg: err.Error()}}
-	}
-	if bad := checkPlace(p, d); bad != nil {
-		return nil, bad
-	}
-	return d, nil
 }
 
 // ValidateBundleFile checks a bundle file without a key: it must read

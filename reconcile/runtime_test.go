@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime"
@@ -77,10 +78,22 @@ func TestNonEmptyFolderIsNotDeleted(t *testing.T) {
 	tmp := outside(t, e.path(rel))
 	must(t, os.Mkdir(tmp, 0o700))
 	must(t, os.WriteFile(tmp+"/keep", []byte("data"), 0o600))
-	must(t, os.Rename(tmp, e.path(rel)+".d"))
-	must(t, os.Remove(e.path(rel)))
-	must(t, os.Rename(e.path(rel)+".d", e.path(rel)))
-	e.waitFor("DRIFT_UNRESOLVED", func() bool { return len(e.events(audit.DriftUnresolved)) > 0 })
+	// Delete the file and move the folder in its place. The reconciler may
+	// put the file back in between (a folder cannot be renamed over a file):
+	// then delete it again.
+	for attempt := 0; ; attempt++ {
+		if err := os.Remove(e.path(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		err := os.Rename(tmp, e.path(rel))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOTDIR) || attempt == 100 {
+			t.Fatal(err)
+		}
+	}
+	e.waitFor("DRIFT_UNRESOLVED", func() bool { return e.hasDrift("File", rel, "exists", state.DriftUnresolved) })
 	if readFile(e.path(rel)+"/keep") != "data" {
 		t.Error("the folder's content was deleted")
 	}

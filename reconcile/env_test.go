@@ -28,6 +28,7 @@ type env struct {
 	aw    *audit.Writer
 	reg   *prometheus.Registry
 	m     *Manager
+	opts  Options
 
 	timeout time.Duration // waitFor's limit (20 s)
 
@@ -68,8 +69,17 @@ func newEnv(t testing.TB, tune func(*Options)) *env {
 	if tune != nil {
 		tune(&opts)
 	}
-	if e.m, err = NewManager(opts); err != nil {
-		t.Fatal(err)
+	e.opts = opts
+	e.newManager()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *env) newManager() {
+	e.t.Helper()
+	var err error
+	if e.m, err = NewManager(e.opts); err != nil {
+		e.t.Fatal(err)
 	}
 	e.m.onProgress = func(c, k string, err error) {
 		e.mu.Lock()
@@ -77,8 +87,26 @@ func newEnv(t testing.TB, tune func(*Options)) *env {
 		e.keys[c+"/"+k]++
 		e.mu.Unlock()
 	}
-	t.Cleanup(e.stop)
-	return e
+}
+
+// halt stops the reconciler and leaves the store open: the agent is down.
+func (e *env) halt() {
+	e.t.Helper()
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("Run: %v", err)
+	}
+	e.cancel = nil
+}
+
+// restart starts a new reconciler on the same root and store after halt,
+// as a restarted agent does.
+func (e *env) restart() {
+	e.t.Helper()
+	e.reg = prometheus.NewRegistry()
+	e.opts.Registry = e.reg
+	e.newManager()
+	e.start()
 }
 
 func (e *env) start() {

@@ -33,8 +33,9 @@ type Files struct {
 	mu      sync.Mutex
 	gen     uint64
 	want    map[string]*fileWant    // nil: rebuild from the store
-	written map[string][32]byte     // content this agent wrote or verified, by path
 	seen    map[string]statIdentity // stat of a file whose content was verified
+
+	led ledger // content this agent wrote or verified, by path (files_ledger.go)
 }
 
 var _ Reconciler = (*Files)(nil)
@@ -85,11 +86,9 @@ func (f *Files) Keys(ctx context.Context) ([]string, error) {
 	for k := range want {
 		add(k)
 	}
-	f.mu.Lock()
-	for k := range f.written {
+	for _, k := range f.writtenPaths() {
 		add(k)
 	}
-	f.mu.Unlock()
 	var errs []error
 	for dir := range filesFolders {
 		names, err := listDir(f.m.rootfd, dir)
@@ -113,9 +112,7 @@ func (f *Files) keysUnder(dir string) []string {
 			keys = append(keys, k)
 		}
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for k := range f.written {
+	for _, k := range f.writtenPaths() {
 		if strings.HasPrefix(k, dir+"/") {
 			keys = append(keys, k)
 		}
@@ -258,9 +255,7 @@ func (f *Files) remember(rel string, id statIdentity) {
 func (f *Files) converge(ctx context.Context, rel string, dirfd int, name string, want *fileWant, c *current) error {
 	defer c.close()
 	uid, gid := f.m.owner()
-	f.mu.Lock()
-	last, wrote := f.written[rel]
-	f.mu.Unlock()
+	last, wrote := f.lastWritten(rel)
 	t := f.target(rel)
 	switch {
 	case !c.exists:
@@ -278,12 +273,7 @@ func (f *Files) converge(ctx context.Context, rel string, dirfd int, name string
 		}
 		return f.write(rel, dirfd, name, want, uid, gid)
 	}
-	f.mu.Lock()
-	if f.written == nil {
-		f.written = map[string][32]byte{}
-	}
-	f.written[rel] = want.sum
-	f.mu.Unlock()
+	f.noteWritten(rel, want.sum)
 	if mode := c.st.Mode & 0o7777; mode != fileMode {
 		ReportDrift(ctx, Drift{Kind: "File", ID: rel, Field: "mode", Desired: modeString(fileMode),
 			Actual: modeString(mode), Action: "chmod", Target: t})
@@ -309,12 +299,7 @@ func (f *Files) write(rel string, dirfd int, name string, want *fileWant, uid, g
 		return err
 	}
 	f.m.metrics.writes.WithLabelValues(FilesController, "write").Inc()
-	f.mu.Lock()
-	if f.written == nil {
-		f.written = map[string][32]byte{}
-	}
-	f.written[rel] = want.sum
-	f.mu.Unlock()
+	f.noteWritten(rel, want.sum)
 	f.remember(rel, statIdentity{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim, sum: want.sum})
 	return nil
 }
@@ -323,9 +308,7 @@ func (f *Files) write(rel string, dirfd int, name string, want *fileWant, uid, g
 // document that is no longer desired goes quietly; anything else is drift.
 func (f *Files) removeExtra(ctx context.Context, rel string, dirfd int, name string, c *current) error {
 	defer c.close()
-	f.mu.Lock()
-	last, wrote := f.written[rel]
-	f.mu.Unlock()
+	last, wrote := f.lastWritten(rel)
 	if c.exists {
 		if wrote && c.sum == last {
 			f.m.log.Info("removing materialized file no longer desired", "path", rel)
@@ -338,8 +321,8 @@ func (f *Files) removeExtra(ctx context.Context, rel string, dirfd int, name str
 		}
 		f.m.metrics.writes.WithLabelValues(FilesController, "remove").Inc()
 	}
+	f.forget(rel)
 	f.mu.Lock()
-	delete(f.written, rel)
 	delete(f.seen, rel)
 	f.mu.Unlock()
 	return nil

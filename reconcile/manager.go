@@ -265,6 +265,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	sub, cancelSub := m.store.Subscribe()
 	defer cancelSub()
 
+	// Saved after the workers stop (defers run last first), before the
+	// drift book closes and the caller closes the store.
+	m.files.loadLedger()
+	defer m.files.closeLedger()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -1,0 +1,163 @@
+package reconcile
+
+import (
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"warden/state"
+)
+
+// The files controller's ledger is what it last wrote or verified at each
+// path, kept in the store (the Status bucket) so that it outlives the
+// process. With it, a materialized file deleted while the agent was down
+// is drift at the next start, as it would have been with the agent up,
+// instead of being recreated quietly; and a file that still holds what the
+// agent wrote for an older generation is updated without a drift record.
+//
+// The ledger is saved a moment after it changes (one write for a burst of
+// changes) and when the reconciler stops. An agent killed within that
+// moment loses the last changes: those files count as never written, the
+// state of a fresh install.
+const (
+	ledgerKey   = "files.written"
+	ledgerDelay = time.Second
+)
+
+type ledgerRecord struct {
+	Written map[string]string `json:"written"` // path -> hex SHA-256
+}
+
+// ledger guards written and the saving of it.
+type ledger struct {
+	mu        sync.Mutex
+	written   map[string][32]byte // content this agent wrote or verified, by path
+	dirty     bool
+	scheduled bool
+	closed    bool
+
+	saveMu sync.Mutex // one save at a time, in order
+}
+
+// load reads the ledger an earlier run saved. A missing record is a fresh
+// install; an unreadable one is logged and treated the same way.
+func (f *Files) loadLedger() {
+	var rec ledgerRecord
+	ok, err := f.m.store.Get(state.Status, ledgerKey, &rec)
+	if err != nil {
+		f.m.log.Warn("files ledger unreadable; every file counts as never written", "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	written := make(map[string][32]byte, len(rec.Written))
+	for p, h := range rec.Written {
+		var sum [32]byte
+		if b, err := hex.DecodeString(h); err == nil && len(b) == len(sum) && filesOwned(p) {
+			copy(sum[:], b)
+			written[p] = sum
+		}
+	}
+	f.led.mu.Lock()
+	f.led.written = written
+	f.led.mu.Unlock()
+}
+
+// lastWritten returns what the agent last wrote or verified at rel.
+func (f *Files) lastWritten(rel string) ([32]byte, bool) {
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	sum, ok := f.led.written[rel]
+	return sum, ok
+}
+
+// writtenPaths lists every path in the ledger.
+func (f *Files) writtenPaths() []string {
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	paths := make([]string, 0, len(f.led.written))
+	for p := range f.led.written {
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// noteWritten records that rel holds sum, written or verified by the agent.
+func (f *Files) noteWritten(rel string, sum [32]byte) {
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	if prev, ok := f.led.written[rel]; ok && prev == sum {
+		return
+	}
+	if f.led.written == nil {
+		f.led.written = map[string][32]byte{}
+	}
+	f.led.written[rel] = sum
+	f.changedLocked()
+}
+
+// forget drops rel from the ledger: the file is gone and not desired.
+func (f *Files) forget(rel string) {
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	if _, ok := f.led.written[rel]; !ok {
+		return
+	}
+	delete(f.led.written, rel)
+	f.changedLocked()
+}
+
+// changedLocked marks the ledger dirty and schedules a save. f.led.mu held.
+func (f *Files) changedLocked() {
+	f.led.dirty = true
+	if f.led.scheduled || f.led.closed {
+		return
+	}
+	f.led.scheduled = true
+	time.AfterFunc(ledgerDelay, func() {
+		f.led.mu.Lock()
+		f.led.scheduled = false
+		closed := f.led.closed
+		f.led.mu.Unlock()
+		if !closed {
+			f.saveLedger()
+		}
+	})
+}
+
+// saveLedger stores the ledger if it changed since the last save.
+func (f *Files) saveLedger() {
+	f.led.saveMu.Lock()
+	defer f.led.saveMu.Unlock()
+	f.led.mu.Lock()
+	if !f.led.dirty {
+		f.led.mu.Unlock()
+		return
+	}
+	snap := maps.Clone(f.led.written)
+	f.led.dirty = false
+	f.led.mu.Unlock()
+
+	rec := ledgerRecord{Written: make(map[string]string, len(snap))}
+	for p, sum := range snap {
+		rec.Written[p] = hex.EncodeToString(sum[:])
+	}
+	if err := f.m.store.Put(state.Status, ledgerKey, rec); err != nil {
+		f.m.log.Warn("files ledger not saved", "paths", len(snap), "err", fmt.Errorf("store: %w", err))
+		f.led.mu.Lock()
+		f.led.dirty = true
+		f.led.mu.Unlock()
+	}
+}
+
+// closeLedger saves what changed since the last save and stops saving: the
+// reconciler is stopping and the store closes after it.
+func (f *Files) closeLedger() {
+	f.led.mu.Lock()
+	f.led.closed = true
+	f.led.mu.Unlock()
+	f.saveLedger()
+}

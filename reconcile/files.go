@@ -30,10 +30,10 @@ import (
 type Files struct {
 	m *Manager
 
-	mu      sync.Mutex
-	gen     uint64
-	want    map[string]*fileWant    // nil: rebuild from the store
-	seen    map[string]statIdentity // stat of a file whose content was verified
+	mu   sync.Mutex
+	gen  uint64
+	want map[string]*fileWant    // nil: rebuild from the store
+	seen map[string]statIdentity // stat of a file whose content was verified
 
 	led ledger // content this agent wrote or verified, by path (files_ledger.go)
 }

@@ -6,7 +6,14 @@ set -euo pipefail
 bin=${1:-bin/warden}
 root=${2:-.warden}
 mkdir -p "$root/trust" "$root/inbox"
+# The modes of the permission model (docs/drift.md), so that a fresh demo
+# starts with no drift: `warden drift` lists only what you tamper with.
 chmod 0755 "$root"
+chmod 0700 "$root/trust"
+if [ -d "$root/Plugins" ]; then
+  find "$root/Plugins" -type d -exec chmod 0750 {} +
+  find "$root/Plugins" -type f -perm /111 -exec chmod 0750 {} +
+fi
 chmod 0600 fixtures/keys/bundle.key  # git does not keep the mode
 install -m 0600 fixtures/keys/bundle.pub "$root/trust/demo.pub"
 # The demo Plugin document pins the SHA-256 of the heartbeat program that

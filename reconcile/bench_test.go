@@ -98,3 +98,32 @@ func modTime(b testing.TB, p string) time.Time {
 	must(b, err)
 	return fi.ModTime()
 }
+
+// BenchmarkLedger10k measures the files ledger with 10,000 paths: the store
+// write that follows a burst of file changes, and the read at every start.
+//
+//	go test -run '^$' -bench Ledger10k ./reconcile/
+func BenchmarkLedger10k(b *testing.B) {
+	e := newEnv(b, nil)
+	f := e.m.files
+	f.led.closed = true // no timed saves: the benchmark saves by hand
+	for i := range 10_000 {
+		f.noteWritten(fmt.Sprintf("policies/p-%05d.json", i), [32]byte{byte(i), byte(i >> 8)})
+	}
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			f.led.mu.Lock()
+			f.led.dirty = true
+			f.led.mu.Unlock()
+			f.saveLedger()
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			f.loadLedger()
+		}
+		if n := len(f.writtenPaths()); n != 10_000 {
+			b.Fatalf("loaded %d paths, want 10000", n)
+		}
+	})
+}

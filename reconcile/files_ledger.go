@@ -1,7 +1,7 @@
 package reconcile
 
 import (
-	"encoding/hex"
+	"bytes"
 	"fmt"
 	"maps"
 	"sync"
@@ -26,8 +26,41 @@ const (
 	ledgerDelay = time.Second
 )
 
+// ledgerRecord is the stored ledger: for each path, the path, a NUL and the
+// 32 bytes of its SHA-256. One opaque blob decodes several times faster
+// than a JSON object of 10,000 hex strings (BenchmarkLedger10k).
 type ledgerRecord struct {
-	Written map[string]string `json:"written"` // path -> hex SHA-256
+	Written []byte `json:"written"`
+}
+
+func encodeLedger(written map[string][32]byte) []byte {
+	n := 0
+	for p := range written {
+		n += len(p) + 1 + 32
+	}
+	buf := make([]byte, 0, n)
+	for p, sum := range written {
+		buf = append(buf, p...)
+		buf = append(buf, 0)
+		buf = append(buf, sum[:]...)
+	}
+	return buf
+}
+
+func decodeLedger(buf []byte) (map[string][32]byte, error) {
+	written := map[string][32]byte{}
+	for len(buf) > 0 {
+		i := bytes.IndexByte(buf, 0)
+		if i < 0 || len(buf) < i+1+32 {
+			return nil, fmt.Errorf("truncated entry at byte %d", len(buf))
+		}
+		p := string(buf[:i])
+		if filesOwned(p) {
+			written[p] = [32]byte(buf[i+1 : i+1+32])
+		}
+		buf = buf[i+1+32:]
+	}
+	return written, nil
 }
 
 // ledger guards written and the saving of it.
@@ -53,13 +86,10 @@ func (f *Files) loadLedger() {
 	if !ok {
 		return
 	}
-	written := make(map[string][32]byte, len(rec.Written))
-	for p, h := range rec.Written {
-		var sum [32]byte
-		if b, err := hex.DecodeString(h); err == nil && len(b) == len(sum) && filesOwned(p) {
-			copy(sum[:], b)
-			written[p] = sum
-		}
+	written, err := decodeLedger(rec.Written)
+	if err != nil {
+		f.m.log.Warn("files ledger corrupt; every file counts as never written", "err", err)
+		return
 	}
 	f.led.mu.Lock()
 	f.led.written = written
@@ -141,10 +171,7 @@ func (f *Files) saveLedger() {
 	f.led.dirty = false
 	f.led.mu.Unlock()
 
-	rec := ledgerRecord{Written: make(map[string]string, len(snap))}
-	for p, sum := range snap {
-		rec.Written[p] = hex.EncodeToString(sum[:])
-	}
+	rec := ledgerRecord{Written: encodeLedger(snap)}
 	if err := f.m.store.Put(state.Status, ledgerKey, rec); err != nil {
 		f.m.log.Warn("files ledger not saved", "paths", len(snap), "err", fmt.Errorf("store: %w", err))
 		f.led.mu.Lock()

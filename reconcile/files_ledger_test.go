@@ -65,6 +65,12 @@ func TestLedgerSavedWhileRunning(t *testing.T) {
 		var rec ledgerRecord
 		ok, err := e.store.Get(state.Status, ledgerKey, &rec)
 		must(t, err)
-		return ok && rec.Written["policies/deny-netcat.json"] != ""
+		if !ok {
+			return false
+		}
+		written, err := decodeLedger(rec.Written)
+		must(t, err)
+		_, saved := written["policies/deny-netcat.json"]
+		return saved
 	})
 }

@@ -117,6 +117,11 @@ func TestJustificationCreatesGrantThatExpires(t *testing.T) {
 	// The grant outlives the agent being down: a new engine after the
 	// expiry time revokes it at start.
 	f.clk.Add(901 * time.Second)
+	// Past its expiry a grant is not listed as in force, even before the
+	// timer has deleted it.
+	if gs, err := f.eng.Grants(); err != nil || len(gs) != 0 {
+		t.Fatalf("grants listed after expiry: %+v, %v", gs, err)
+	}
 	eng2, _ := engine.New(engine.Options{Store: f.store, Audit: f.aw, Now: f.clk.Now})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"warden/audit"
 	"warden/policy"
 	"warden/state"
+	"warden/wallclock"
 )
 
 // Grant is a time-limited elevation: user may use scope until ExpiresAt.
@@ -49,8 +50,16 @@ func (e *Engine) grant(req *policy.Request, d *policy.Decision, now time.Time) (
 	return g, nil
 }
 
-// Grants lists the grants in force, soonest expiry first.
+// Grants lists the grants in force, soonest expiry first. A grant past its
+// expiry is not listed even in the moment before the timer deletes it.
 func (e *Engine) Grants() ([]Grant, error) {
+	all, err := e.storedGrants()
+	now := e.opts.Now()
+	return slices.DeleteFunc(all, func(g Grant) bool { return !now.Before(g.ExpiresAt) }), err
+}
+
+// storedGrants lists every grant in the store, expired or not.
+func (e *Engine) storedGrants() ([]Grant, error) {
 	var out []Grant
 	err := e.opts.Store.List(state.Grants, func(_ string, v json.RawMessage) error {
 		var g Grant
@@ -64,11 +73,14 @@ func (e *Engine) Grants() ([]Grant, error) {
 	return out, err
 }
 
-// grantTimer fires when the earliest grant expires: one timer, never a poll.
+// grantTimer fires when the earliest grant expires: one timer, never a
+// poll. It is a wall-clock timer, so a grant expires on time even when the
+// machine was suspended in between; it also fires when the clock is set,
+// and expire then only re-arms it.
 type grantTimer struct {
 	e     *Engine
 	mu    sync.Mutex
-	timer *time.Timer
+	timer *wallclock.Timer
 	next  time.Time // when the armed timer fires; zero once it has fired
 	fire  chan struct{}
 }
@@ -88,8 +100,11 @@ func (t *grantTimer) schedule(at time.Time) {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
-	var tm *time.Timer
-	tm = time.AfterFunc(max(at.Sub(t.e.opts.Now()), 0), func() {
+	// The deadline on the real wall clock: at itself, unless a test
+	// injected a clock of its own.
+	deadline := time.Now().Add(at.Sub(t.e.opts.Now()))
+	var tm *wallclock.Timer
+	tm = wallclock.AfterFunc(deadline, func() {
 		t.mu.Lock()
 		if t.timer == tm {
 			t.next = time.Time{} // nothing armed until expire schedules again
@@ -119,7 +134,7 @@ func (t *grantTimer) start(ctx context.Context) error { return t.expire(ctx) }
 // the next one.
 func (t *grantTimer) expire(_ context.Context) error {
 	now := t.e.opts.Now()
-	grants, err := t.e.Grants()
+	grants, err := t.e.storedGrants()
 	if err != nil {
 		return err
 	}

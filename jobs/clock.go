@@ -1,13 +1,22 @@
 package jobs
 
-import "time"
+import (
+	"time"
+
+	"warden/wallclock"
+)
 
 // Clock is the scheduler's and the runner's time source. Tests inject a
 // fake so schedules, intervals, timeouts and cool-downs are exercised
 // without sleeping.
 type Clock interface {
 	Now() time.Time
+	// NewTimer fires after d has elapsed: for timeouts and grace periods.
 	NewTimer(d time.Duration) Timer
+	// At fires when the wall clock reaches deadline, even across a suspend
+	// of the machine (package wallclock), or early when the wall clock is
+	// set: for schedules.
+	At(deadline time.Time) Timer
 }
 
 // Timer is a one-shot timer of a Clock. A timer whose duration is zero or
@@ -21,6 +30,7 @@ type realClock struct{}
 
 func (realClock) Now() time.Time                 { return time.Now() }
 func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+func (realClock) At(deadline time.Time) Timer    { return wallclock.NewTimer(deadline) }
 
 type realTimer struct{ t *time.Timer }
 

@@ -63,6 +63,8 @@ func (t *fakeTimer) Stop() bool {
 }
 
 // Advance moves the clock and fires every timer that is due.
+func (c *fakeClock) At(deadline time.Time) Timer { return c.NewTimer(deadline.Sub(c.Now())) }
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

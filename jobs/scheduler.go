@@ -190,7 +190,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				timer = nil
 			}
 			if timerAt = due; !due.IsZero() {
-				timer = s.clock.NewTimer(due.Sub(s.clock.Now()))
+				timer = s.clock.At(due)
 			}
 		}
 		var fire <-chan time.Time

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,6 +56,19 @@ func TestIntervalFires(t *testing.T) {
 		if r := runs[i-1]; r.Trigger != TriggerInterval || !r.ScheduledFor.Equal(t0.Add(time.Duration(i)*10*time.Minute)) {
 			t.Errorf("run %d = %s for %v, want interval for +%dm", i, r.Trigger, r.ScheduledFor, i*10)
 		}
+	}
+}
+
+// On the real clock a schedule is a wall-clock timer (package wallclock):
+// a runAt a second or two ahead runs at its time, not before.
+func TestRunAtOnTheRealClock(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Clock = realClock{} })
+	at := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	h.apply(jobDoc("soon", fmt.Sprintf(`{"trigger": {"runAt": %q}, "tasks": [{"command": "/bin/true"}]}`, at.Format(time.RFC3339))))
+	h.start()
+	r := h.waitRuns("soon", 1)[0]
+	if r.Trigger != TriggerRunAt || r.Start.Before(at) {
+		t.Errorf("run %s at %v, want runAt at or after %v", r.Trigger, r.Start, at)
 	}
 }
 

@@ -98,6 +98,11 @@ func (p *Plugins) reapOrphans() {
 		if o.pidfd >= 0 {
 			unix.Close(o.pidfd)
 		}
+		// kill returns before the processes are gone: wait, so that the
+		// plugin's new process never meets its old one.
+		if left := waitGroupGone(o.rec.PID, orphanKillWait); len(left) > 0 {
+			p.log.Error("plugin processes of an earlier run survive SIGKILL", "plugin", o.rec.ID, "pids", left)
+		}
 		p.emit(audit.Event{Type: audit.PluginExited, Severity: audit.Warning,
 			TargetInfo: &audit.TargetInfo{Kind: "Plugin", ID: o.rec.ID},
 			Details: map[string]any{"pid": o.rec.PID, "serial": o.rec.Serial, "reason": "orphan of an earlier agent run",
@@ -130,6 +135,24 @@ func findOrphan(r pluginRecord) (orphan, bool) {
 		return o, true
 	}
 	return o, len(groupMembers(r.PID)) > 0
+}
+
+// orphanKillWait bounds how long reapOrphans waits for a killed group to
+// be gone (a process in uninterruptible sleep dies only when it wakes).
+const orphanKillWait = 2 * time.Second
+
+// waitGroupGone waits up to d until process group pgid has no live
+// process, and returns those left. It reads /proc every few milliseconds:
+// only at start, and only for a group it has just killed.
+func waitGroupGone(pgid int, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		left := groupMembers(pgid)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // groupMembers lists the live processes of process group pgid.

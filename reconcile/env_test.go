@@ -230,6 +230,18 @@ func (e *env) apply(docs ...*schema.Document) {
 	}
 }
 
+// denyNetcat is the one policy most tests need: it applies it, waits until
+// its file is materialized and the reconciler is quiet, and returns the
+// file's path relative to the root.
+func (e *env) denyNetcat() string {
+	e.t.Helper()
+	const rel = "policies/deny-netcat.json"
+	e.apply(validated(e.t, policyJSON("deny-netcat", 100))...)
+	e.waitFor("materialized", func() bool { return readFile(e.path(rel)) != "" })
+	e.waitQuiet()
+	return rel
+}
+
 func (e *env) events(typ string) []audit.Event {
 	e.t.Helper()
 	var all []audit.Event

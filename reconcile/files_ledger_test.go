@@ -13,10 +13,7 @@ import (
 func TestDeletedWhileDownIsDrift(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start()
-	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-	const rel = "policies/deny-netcat.json"
-	e.waitFor("materialized", func() bool { return readFile(e.path(rel)) != "" })
-	e.waitQuiet()
+	rel := e.denyNetcat()
 	want := readFile(e.path(rel))
 	e.halt()
 

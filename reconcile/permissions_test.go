@@ -73,9 +73,7 @@ func TestPermissionsModes(t *testing.T) {
 				tc.setup(t, e)
 			}
 			e.start()
-			e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-			e.waitFor("materialized", func() bool { return readFile(e.path("policies/deny-netcat.json")) != "" })
-			e.waitQuiet()
+			e.denyNetcat()
 			if tc.tamper != nil {
 				tc.tamper(t, e)
 			}
@@ -96,9 +94,7 @@ func TestPermissionsModes(t *testing.T) {
 func TestSymlinkAttack(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start()
-	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-	e.waitFor("materialized", func() bool { return readFile(e.path("policies/deny-netcat.json")) != "" })
-	e.waitQuiet()
+	e.denyNetcat()
 
 	victimDir := t.TempDir()
 	victim := filepath.Join(victimDir, "shadow")

@@ -27,10 +27,7 @@ import (
 func TestFailingWriteUnresolvedThenCorrected(t *testing.T) {
 	e := newEnv(t, nil) // GiveUpAfter 3, backoff 1 ms .. 50 ms
 	e.start()
-	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-	const rel = "policies/deny-netcat.json"
-	e.waitFor("materialized", func() bool { return readFile(e.path(rel)) != "" })
-	e.waitQuiet()
+	rel := e.denyNetcat()
 
 	// Swap the folder for a file in one step (the reconciler would refill
 	// a folder removed first).
@@ -71,10 +68,7 @@ func TestFailingWriteUnresolvedThenCorrected(t *testing.T) {
 func TestNonEmptyFolderIsNotDeleted(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start()
-	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-	const rel = "policies/deny-netcat.json"
-	e.waitFor("materialized", func() bool { return readFile(e.path(rel)) != "" })
-	e.waitQuiet()
+	rel := e.denyNetcat()
 	tmp := outside(t, e.path(rel))
 	must(t, os.Mkdir(tmp, 0o700))
 	must(t, os.WriteFile(tmp+"/keep", []byte("data"), 0o600))

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -292,13 +291,18 @@ func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name
 	if err == nil {
 		// A copy in progress reads as truncated: wait for it to settle
 		// before refusing it (and before auditing anything).
-		if _, rerr := ReadBundle(bytes.NewReader(data)); incomplete(rerr) && time.Since(st.ModTime()) < in.settle {
-			in.log.Debug("inbox: waiting for a file to settle", "path", path, "err", rerr)
+		held := false
+		hold := func(err error) bool {
+			held = incomplete(err) && time.Since(st.ModTime()) < in.settle
+			return held
+		}
+		_, _, err = in.p.applyUnless(ctx, data, "bundle:"+name, hold)
+		if held {
+			in.log.Debug("inbox: waiting for a file to settle", "path", path, "err", err)
 			in.see(files, name, st.ModTime().Add(in.settle))
 			in.report(name, "waiting")
 			return
 		}
-		_, err = in.p.Apply(ctx, data, "bundle:"+name)
 	} else if Refused(err) {
 		in.p.refuse(ctx, "bundle:"+name, err)
 	}

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,5 +161,37 @@ func TestInboxWaitsForCopy(t *testing.T) {
 	}
 	if n := len(a.events(t, audit.BundleRejected)); n != 0 {
 		t.Errorf("%d BUNDLE_REJECTED events for a copy in progress", n)
+	}
+}
+
+// A truncated file that has not changed for the settle time is not a copy
+// in progress: it is refused, audited once, and moved to rejected/.
+func TestInboxRefusesSettledTruncatedFile(t *testing.T) {
+	key := newKey(t)
+	a := newAgent(t, key)
+	dir := filepath.Join(a.root, "inbox")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := targz(t, craft(t, key, schema.Manifest{Version: 1}, docFiles(nil)))
+	name := filepath.Join(dir, "half.tar.gz")
+	if err := os.WriteFile(name, data[:len(data)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(name, old, old); err != nil {
+		t.Fatal(err)
+	}
+	_, ch := startInbox(t, a)
+	if o := await(t, ch); o != (outcome{"half.tar.gz", "rejected"}) {
+		t.Fatalf("got %v, want half.tar.gz rejected", o)
+	}
+	evs := a.events(t, audit.BundleRejected)
+	if len(evs) != 1 || !strings.Contains(fmt.Sprint(evs[0].Details), "truncated") {
+		t.Errorf("BUNDLE_REJECTED events: %+v; want one naming the truncation", evs)
+	}
+	reason, err := os.ReadFile(filepath.Join(dir, "rejected", "half.tar.gz.reason"))
+	if err != nil || !strings.Contains(string(reason), "truncated") {
+		t.Errorf("reason file: %q, %v", reason, err)
 	}
 }

@@ -59,6 +59,13 @@ func (p *Pipeline) Apply(ctx context.Context, bundle []byte, origin string) (sta
 
 // ApplyTimed is Apply, also returning where the time went.
 func (p *Pipeline) ApplyTimed(ctx context.Context, bundle []byte, origin string) (state.Meta, Timings, error) {
+	return p.applyUnless(ctx, bundle, origin, nil)
+}
+
+// applyUnless is ApplyTimed, except that a refusal for which hold returns
+// true is returned as it is, neither audited nor logged: the inbox holds a
+// file that looks half-written until it has settled, and reads it once.
+func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string, hold func(error) bool) (state.Meta, Timings, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	sum := sha256.Sum256(bundle)
@@ -69,6 +76,9 @@ func (p *Pipeline) ApplyTimed(ctx context.Context, bundle []byte, origin string)
 		t = v.Timings
 	}
 	if err != nil {
+		if hold != nil && hold(err) {
+			return state.Meta{}, t, err
+		}
 		if Refused(err) {
 			p.rejected(ctx, origin, digest, v, err)
 		} else {

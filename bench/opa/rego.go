@@ -65,7 +65,11 @@ func Rego(docs []*schema.Document) (string, error) {
 		}
 		var body []string
 		body = append(body, fmt.Sprintf("input.action == %q", policy.ActionOf[p.Type]))
-		if len(f.Users) == 1 {
+		// A lone "*" (a glob) matches every user: no condition.
+		if len(f.Users) == 1 && f.Users[0] != "*" {
+			if strings.ContainsAny(f.Users[0], "*?") {
+				return "", fmt.Errorf("%s: user patterns are not translated", d.ID)
+			}
 			body = append(body, fmt.Sprintf("input.user == %q", f.Users[0]))
 		}
 		if len(f.Groups) == 1 {

@@ -27,6 +27,10 @@ func TestJobRules(t *testing.T) {
 		{"runAs with workingDir", `{}`, `{"command": "/usr/bin/id", "runAs": "nobody", "workingDir": "out"}`, "spec.tasks[0].workingDir"},
 		{"event unknown", `{"events": ["Shutdown"]}`, `{"command": "/bin/true"}`, "spec.trigger.events[0]"},
 		{"command relative", `{}`, `{"command": "bin/true"}`, "spec.tasks[0].command"},
+		{"runAt", `{"runAt": "2026-12-01T03:00:00.5+01:00"}`, `{"command": "/bin/true"}`, ""},
+		{"runAt month 13", `{"runAt": "2026-13-01T03:00:00Z"}`, `{"command": "/bin/true"}`, "spec.trigger.runAt: invalid value \"2026-13-01T03:00:00Z\" (not an RFC 3339 time)"},
+		{"runAt 25 o'clock", `{"runAt": "2026-12-01T25:00:00Z"}`, `{"command": "/bin/true"}`, "spec.trigger.runAt"},
+		{"runAt no zone", `{"runAt": "2026-12-01T03:00:00"}`, `{"command": "/bin/true"}`, "spec.trigger.runAt"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,18 +77,34 @@ func Source() []byte {
 	b.WriteString("// warden desired-state schemas. Check a document with:\n")
 	b.WriteString("//   cue vet warden.cue doc.json -d '#Policy'\n")
 	b.WriteString("package schema\n")
+	// One file: the package clauses go, and the imports (one-line import
+	// declarations of CUE's standard packages) move to the top.
+	var imports []string
+	var body bytes.Buffer
 	names, _ := fs.Glob(cueFiles, "*.cue")
 	sort.Strings(names)
 	for _, n := range names {
 		data, _ := cueFiles.ReadFile(n)
-		fmt.Fprintf(&b, "\n// ---- %s\n", n)
+		fmt.Fprintf(&body, "\n// ---- %s\n", n)
 		for _, line := range strings.SplitAfter(string(data), "\n") {
-			if strings.HasPrefix(line, "package ") {
-				continue
+			switch {
+			case strings.HasPrefix(line, "package "):
+			case strings.HasPrefix(line, "import "):
+				if !slices.Contains(imports, line) {
+					imports = append(imports, line)
+				}
+			default:
+				body.WriteString(line)
 			}
+		}
+	}
+	if len(imports) > 0 {
+		b.WriteString("\n")
+		for _, line := range imports {
 			b.WriteString(line)
 		}
 	}
+	b.Write(body.Bytes())
 	return b.Bytes()
 }
 
@@ -252,6 +269,8 @@ func issues(name string, err error) Errors {
 			continue
 		case strings.HasSuffix(is.Path, "certificate.password"):
 			is.Msg = "must not be set (a key is protected by its file mode, never by a password kept beside it)"
+		case strings.HasSuffix(is.Msg, "(does not satisfy time.Time)"):
+			is.Msg = strings.TrimSuffix(is.Msg, "(does not satisfy time.Time)") + "(not an RFC 3339 time)"
 		case strings.HasPrefix(is.Msg, "incompatible list lengths (0 and"):
 			is.Msg = "must not be empty"
 		case longBound.MatchString(is.Msg):

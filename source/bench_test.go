@@ -128,3 +128,25 @@ func peakRSSMB() float64 {
 	}
 	return 0
 }
+
+// BenchmarkParseManifest10000 checks the manifest of a 10,000-file bundle
+// (the Go check that stands in for manifest.cue, see parseManifest).
+func BenchmarkParseManifest10000(b *testing.B) {
+	h := strings.Repeat("ab", 32)
+	var sb strings.Builder
+	sb.WriteString(`{"version": 1, "created": "2026-01-01T00:00:00Z", "keyId": "` + h + `", "files": [`)
+	for i := range 10_000 {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, `{"path": "policies/p-%05d.json", "sha256": "%s"}`, i, h)
+	}
+	sb.WriteString("]}")
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := parseManifest(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

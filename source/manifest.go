@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"warden/schema"
+
+	"github.com/tidwall/gjson"
 )
 
 // MaxManifestSize bounds manifest.json, which lists every file: 10,000
@@ -56,6 +60,9 @@ func isCleanPath(p string) bool {
 // input over 1 MiB. TestManifestAgreesWithSchema keeps the two in step.
 // The error lists every broken rule as "manifest.json: field: rule".
 func parseManifest(data []byte) (*schema.Manifest, error) {
+	if !utf8.Valid(data) {
+		return nil, schema.Errors{{File: ManifestFile, Msg: schema.ErrNotUTF8.Error()}}
+	}
 	var m schema.Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -69,23 +76,22 @@ func parseManifest(data []byte) (*schema.Manifest, error) {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, schema.Issue{File: ManifestFile, Path: field, Msg: fmt.Sprintf(format, args...)})
 	}
-	var raw map[string]json.RawMessage
-	json.Unmarshal(data, &raw)
+	present := manifestNames(data, bad)
 	for _, f := range []string{"version", "created", "keyId", "files"} {
-		if _, ok := raw[f]; !ok {
+		if !present[f] {
 			bad(f, "required field is missing")
 		}
 	}
 	if m.Version < 1 {
 		bad("version", "invalid value %d (out of bound >=1)", m.Version)
 	}
-	if _, ok := raw["created"]; ok && !validTime(m.Created) {
+	if present["created"] && !validTime(m.Created) {
 		bad("created", "invalid value %q (not an RFC 3339 time)", m.Created)
 	}
-	if _, ok := raw["expires"]; ok && !validTime(m.Expires) {
+	if present["expires"] && !validTime(m.Expires) {
 		bad("expires", "invalid value %q (not an RFC 3339 time)", m.Expires)
 	}
-	if _, ok := raw["keyId"]; ok && !isSHA256(m.KeyID) {
+	if present["keyId"] && !isSHA256(m.KeyID) {
 		bad("keyId", "invalid value %q (not a lower-case hex SHA-256)", m.KeyID)
 	}
 	for i, f := range m.Files {
@@ -100,6 +106,51 @@ func parseManifest(data []byte) (*schema.Manifest, error) {
 		return nil, errs
 	}
 	return &m, nil
+}
+
+// manifestNames checks the names in manifest.json as #Manifest does, which
+// encoding/json does not: exactly (it fills Path from "pAth"), and once per
+// object (it lets the last of two win). It also refuses "files": null,
+// which decodes as no files. It returns the top-level names present.
+func manifestNames(data []byte, bad func(field, format string, args ...any)) map[string]bool {
+	present := map[string]bool{}
+	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
+		switch {
+		case present[k.Str]:
+			bad(k.Str, "duplicate key")
+		case !slices.Contains([]string{"version", "created", "expires", "keyId", "files"}, k.Str):
+			bad(k.Str, "field not allowed (unknown field)")
+		}
+		present[k.Str] = true
+		if k.Str != "files" {
+			return true
+		}
+		if v.Type == gjson.Null {
+			bad("files", "invalid value null (not a list)")
+		}
+		i := 0
+		v.ForEach(func(_, f gjson.Result) bool {
+			var path, sum bool
+			f.ForEach(func(k, _ gjson.Result) bool {
+				field := fmt.Sprintf("files[%d].%s", i, k.Str)
+				switch {
+				case k.Str == "path" && !path:
+					path = true
+				case k.Str == "sha256" && !sum:
+					sum = true
+				case k.Str == "path" || k.Str == "sha256":
+					bad(field, "duplicate key")
+				default:
+					bad(field, "field not allowed (unknown field)")
+				}
+				return true
+			})
+			i++
+			return true
+		})
+		return true
+	})
+	return present
 }
 
 func validTime(s string) bool {

@@ -9,9 +9,39 @@ import (
 
 // The Go manifest check and schema/manifest.cue must agree.
 func TestManifestAgreesWithSchema(t *testing.T) {
+	for _, tc := range manifestCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			_, goErr := parseManifest([]byte(tc.doc))
+			_, cueErr := schema.ValidateManifest(ManifestFile, []byte(tc.doc))
+			if (goErr == nil) != (cueErr == nil) {
+				t.Errorf("Go check says %v, CUE schema says %v", goErr, cueErr)
+			}
+		})
+	}
+}
+
+// FuzzManifestAgreesWithSchema is the test above on arbitrary input: the Go
+// check of manifest.json accepts exactly what schema/manifest.cue accepts.
+// Seeds: the cases above and testdata/fuzz/FuzzManifestAgreesWithSchema.
+func FuzzManifestAgreesWithSchema(f *testing.F) {
+	for _, tc := range manifestCases() {
+		f.Add([]byte(tc.doc))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		_, goErr := parseManifest(doc)
+		_, cueErr := schema.ValidateManifest(ManifestFile, doc)
+		if (goErr == nil) != (cueErr == nil) {
+			t.Errorf("%q: Go check says %v, CUE schema says %v", doc, goErr, cueErr)
+		}
+	})
+}
+
+type manifestCase struct{ name, doc string }
+
+func manifestCases() []manifestCase {
 	h := strings.Repeat("ab", 32)
 	ok := `{"version": 1, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": [{"path": "policies/a.json", "sha256": "` + h + `"}]}`
-	cases := []struct{ name, doc string }{
+	return []manifestCase{
 		{"valid", ok},
 		{"valid with expires", strings.Replace(ok, `"keyId"`, `"expires": "2026-01-01T00:00:00+02:00", "keyId"`, 1)},
 		{"no files", `{"version": 1, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": []}`},
@@ -28,14 +58,16 @@ func TestManifestAgreesWithSchema(t *testing.T) {
 		{"unknown field", strings.Replace(ok, `"version": 1`, `"version": 1, "signer": "me"`, 1)},
 		{"unknown file field", strings.Replace(ok, `"path":`, `"mode": 420, "path":`, 1)},
 		{"not json", `{"version": 1,`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, goErr := parseManifest([]byte(tc.doc))
-			_, cueErr := schema.ValidateManifest(ManifestFile, []byte(tc.doc))
-			if (goErr == nil) != (cueErr == nil) {
-				t.Errorf("Go check says %v, CUE schema says %v", goErr, cueErr)
-			}
-		})
+		{"files null", `{"version": 1, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": null}`},
+		{"field name in other case", strings.Replace(ok, `"version"`, `"Version"`, 1)},
+		{"file field name in other case", strings.Replace(ok, `"path"`, `"pAth"`, 1)},
+		{"file field twice", strings.Replace(ok, `"path":`, `"path": "policies/b.json", "path":`, 1)},
+		{"not UTF-8", strings.Replace(ok, `policies/a.json`, "policies/\xff.json", 1)},
+		{"version twice", strings.Replace(ok, `"version": 1`, `"version": 1, "version": 2`, 1)},
+		{"expires null", strings.Replace(ok, `"keyId"`, `"expires": null, "keyId"`, 1)},
+		{"version 1.0", strings.Replace(ok, `"version": 1`, `"version": 1.0`, 1)},
+		{"version 1e3", strings.Replace(ok, `"version": 1`, `"version": 1e3`, 1)},
+		{"not an object", `[]`},
+		{"file entry null", strings.Replace(ok, `"files": [`, `"files": [null, `, 1)},
 	}
 }

@@ -32,9 +32,6 @@ const (
 // maxMissed bounds how many missed schedule times are counted at start.
 const maxMissed = 10000
 
-// cronParser reads the 5-field form DESIGN.md names, plus the @ shorthands.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // plan is a job's parsed trigger.
 type plan struct {
 	cron     cron.Schedule
@@ -45,24 +42,14 @@ type plan struct {
 }
 
 // parsePlan reads a trigger. Schedules without a timeZone use the agent's
-// local zone, like cron.
+// local zone, like cron (schema.ParseSchedule).
 func parsePlan(t schema.JobTrigger) (plan, error) {
 	p := plan{interval: time.Duration(t.IntervalMinutes) * time.Minute,
 		cooldown: time.Duration(t.EventCooldownSeconds) * time.Second}
 	if t.Schedule != "" {
-		loc := time.Local
-		if t.TimeZone != "" {
-			var err error
-			if loc, err = time.LoadLocation(t.TimeZone); err != nil {
-				return p, fmt.Errorf("trigger.timeZone %q: %w", t.TimeZone, err)
-			}
-		}
-		s, err := cronParser.Parse(t.Schedule)
+		s, err := schema.ParseSchedule(t.Schedule, t.TimeZone)
 		if err != nil {
-			return p, fmt.Errorf("trigger.schedule %q: %w", t.Schedule, err)
-		}
-		if spec, ok := s.(*cron.SpecSchedule); ok {
-			spec.Location = loc
+			return p, fmt.Errorf("trigger: %w", err)
 		}
 		p.cron = s
 	}

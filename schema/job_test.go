@@ -27,6 +27,8 @@ func TestJobRules(t *testing.T) {
 		{"runAs with workingDir", `{}`, `{"command": "/usr/bin/id", "runAs": "nobody", "workingDir": "out"}`, "spec.tasks[0].workingDir"},
 		{"event unknown", `{"events": ["Shutdown"]}`, `{"command": "/bin/true"}`, "spec.trigger.events[0]"},
 		{"command relative", `{}`, `{"command": "bin/true"}`, "spec.tasks[0].command"},
+		{"schedule range backwards", `{"schedule": "0 3 * * 5-1"}`, `{"command": "/bin/true"}`, `spec.trigger.schedule: invalid value "0 3 * * 5-1" (beginning of range (5) beyond end of range (1)`},
+		{"zone unknown", `{"schedule": "0 3 * * *", "timeZone": "Europe/Berln"}`, `{"command": "/bin/true"}`, `spec.trigger.timeZone: invalid value "Europe/Berln" (not a known time zone)`},
 		{"runAt", `{"runAt": "2026-12-01T03:00:00.5+01:00"}`, `{"command": "/bin/true"}`, ""},
 		{"runAt month 13", `{"runAt": "2026-13-01T03:00:00Z"}`, `{"command": "/bin/true"}`, "spec.trigger.runAt: invalid value \"2026-13-01T03:00:00Z\" (not an RFC 3339 time)"},
 		{"runAt 25 o'clock", `{"runAt": "2026-12-01T25:00:00Z"}`, `{"command": "/bin/true"}`, "spec.trigger.runAt"},

@@ -199,6 +199,11 @@ func Validate(name string, data []byte) (*Document, error) {
 	if d.Spec, err = decodeSpec(def, val.LookupPath(cue.ParsePath("spec"))); err != nil {
 		return nil, Errors{{File: name, Path: "spec", Msg: err.Error()}}
 	}
+	if j := d.Job(); j != nil {
+		if errs := checkJob(name, j); errs != nil {
+			return nil, errs
+		}
+	}
 	cache.put(sum, d)
 	return d, nil
 }

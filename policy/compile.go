@@ -119,35 +119,36 @@ func (ix *Index) Len() int { return len(ix.policies) + len(ix.off) }
 // naming the document and field, on a document that is not a Policy, a
 // duplicate id, a pattern with an unknown ${VARIABLE}, a time window it
 // cannot read, or a redirect control without redirect.to: a generation that
-// does not compile should not replace the one running.
+// does not compile should not replace the one running. The error is a
+// schema.Errors, one Issue per broken rule.
 func Compile(docs []*schema.Document) (*Index, error) {
 	ix := &Index{}
 	for i := range ix.buckets {
 		ix.buckets[i].sha = map[string][]int32{}
 	}
-	var errs []error
+	var errs schema.Errors
 	seen := make(map[string]bool, len(docs))
 	all := make([]*compiled, 0, len(docs))
 	for _, d := range docs {
 		spec := d.Policy()
 		if spec == nil {
-			errs = append(errs, fmt.Errorf("%s: not a Policy document", d.Key()))
+			errs = append(errs, schema.Issue{File: d.Key(), Msg: "not a Policy document"})
 			continue
 		}
 		if seen[d.ID] {
-			errs = append(errs, fmt.Errorf("policies/%s.json: id: duplicate id", d.ID))
+			errs = append(errs, schema.Issue{File: PolicyFile(d.ID), Path: "id", Msg: "duplicate id"})
 			continue
 		}
 		seen[d.ID] = true
-		p, err := compilePolicy(d.ID, spec)
-		if err != nil {
-			errs = append(errs, err)
+		p, perrs := compilePolicy(d.ID, spec)
+		if perrs != nil {
+			errs = append(errs, perrs...)
 			continue
 		}
 		all = append(all, p)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if errs != nil {
+		return nil, errs
 	}
 	slices.SortFunc(all, func(a, b *compiled) int { return strings.Compare(a.id, b.id) })
 	for _, p := range all {
@@ -200,10 +201,14 @@ func appsAnchored(apps []appMatcher) bool {
 	return true
 }
 
-func compilePolicy(id string, s *schema.PolicySpec) (*compiled, error) {
-	var errs []error
+// PolicyFile is where a policy's document lives in a bundle, the file
+// Compile's errors name.
+func PolicyFile(id string) string { return "policies/" + id + ".json" }
+
+func compilePolicy(id string, s *schema.PolicySpec) (*compiled, schema.Errors) {
+	var errs schema.Errors
 	fail := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("policies/%s.json: spec.%s: %s", id, field, fmt.Sprintf(format, args...)))
+		errs = append(errs, schema.Issue{File: PolicyFile(id), Path: "spec." + field, Msg: fmt.Sprintf(format, args...)})
 	}
 	p := &compiled{id: id, name: s.Name, typ: s.Type, status: s.Status, priority: s.Priority, duration: s.DurationSeconds}
 	if _, ok := ActionOf[s.Type]; !ok {
@@ -284,7 +289,7 @@ func compilePolicy(id string, s *schema.PolicySpec) (*compiled, error) {
 		}
 		p.window = w
 	}
-	return p, errors.Join(errs...)
+	return p, errs
 }
 
 func cmpOr(s, def string) string {

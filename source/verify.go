@@ -97,16 +97,8 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 	if errs != nil {
 		return &InvalidError{Errors: errs}
 	}
-	// Policies must also compile: a generation the engine cannot load
-	// must not replace the one in force.
-	var policies []*schema.Document
-	for _, d := range docs {
-		if d.Kind == schema.KindPolicy {
-			policies = append(policies, d)
-		}
-	}
-	if _, err := policy.Compile(policies); err != nil {
-		return &InvalidError{Errors: schema.Errors{{File: "policies/", Msg: err.Error()}}}
+	if errs := CompilePolicies(docs); errs != nil {
+		return &InvalidError{Errors: errs}
 	}
 	v.Docs = docs
 	return ctx.Err()
@@ -227,5 +219,31 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 	if errs != nil {
 		return nil, errs
 	}
+	if errs := CompilePolicies(docs); errs != nil {
+		return nil, errs
+	}
 	return docs, nil
+}
+
+// CompilePolicies compiles the policies among docs as the engine will when
+// they are applied: a generation the engine cannot load must not replace
+// the one in force. It returns the broken rules (time windows it cannot
+// read, unknown variables, duplicate ids, ...), each naming the policy's
+// file in the bundle layout, policies/ID.json.
+func CompilePolicies(docs []*schema.Document) schema.Errors {
+	var policies []*schema.Document
+	for _, d := range docs {
+		if d.Kind == schema.KindPolicy {
+			policies = append(policies, d)
+		}
+	}
+	_, err := policy.Compile(policies)
+	if err == nil {
+		return nil
+	}
+	var se schema.Errors
+	if !errors.As(err, &se) {
+		se = schema.Errors{{File: "policies/", Msg: err.Error()}}
+	}
+	return se
 }

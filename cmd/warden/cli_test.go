@@ -52,6 +52,12 @@ func TestValidateExitCodes(t *testing.T) {
 	os.WriteFile(bad, []byte(strings.Replace(policyDoc, "900", "30", 1)), 0o644)
 	typo := filepath.Join(dir, "typo.json")
 	os.WriteFile(typo, []byte(strings.Replace(policyDoc, `"priority"`, `"priorty"`, 1)), 0o644)
+	// Valid for the schema, but the engine cannot compile it: validate
+	// says so, as applying it would.
+	window := filepath.Join(dir, "window.json")
+	os.WriteFile(window, []byte(strings.Replace(policyDoc, `"filters": {`, `"filters": {"time": {"from": "22:00", "to": "22:00"}, `, 1)), 0o644)
+	twin := filepath.Join(dir, "twin.json")
+	os.WriteFile(twin, []byte(policyDoc), 0o644)
 	cases := []struct {
 		name string
 		args []string
@@ -62,6 +68,8 @@ func TestValidateExitCodes(t *testing.T) {
 		{"out of range", []string{"validate", bad}, 1, []string{"bad.json: spec.durationSeconds: invalid value 30 (out of bound >=60)"}},
 		{"every error of every file", []string{"validate", bad, typo}, 1, []string{"durationSeconds", "spec.priorty: field not allowed"}},
 		{"missing path", []string{"validate", filepath.Join(dir, "nope.json")}, 2, []string{"nope.json"}},
+		{"policy the engine cannot compile", []string{"validate", window}, 1, []string{"window.json: spec.filters.time: from and to are both 22:00"}},
+		{"same policy id twice", []string{"validate", good, twin}, 1, []string{"Policy/dev-tools"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"warden/policy"
 	"warden/schema"
+	"warden/source"
 )
 
 func init() {
@@ -90,9 +93,11 @@ func runValidate(cmd *cobra.Command, args []string) error {
 		}
 		inputs = append(inputs, schema.File{Name: f, Data: data})
 	}
-	if err := collect(schema.ValidateMany(inputs)); err != nil {
+	docs, err := schema.ValidateMany(inputs)
+	if err := collect(docs, err); err != nil {
 		return err
 	}
+	all = append(all, policyIssues(inputs, docs)...)
 	if len(all) > 0 {
 		for _, is := range all {
 			fmt.Fprintln(cmd.ErrOrStderr(), is.String())
@@ -101,6 +106,32 @@ func runValidate(cmd *cobra.Command, args []string) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "ok: %d document(s) valid\n", n)
 	return nil
+}
+
+// policyIssues compiles the valid policies among the files as the agent
+// will (source.CompilePolicies) and names each broken rule by the file it
+// came from, not the bundle-layout name the id implies.
+func policyIssues(inputs []schema.File, docs []*schema.Document) schema.Errors {
+	errs := source.CompilePolicies(docs)
+	if errs == nil {
+		return nil
+	}
+	byHash := make(map[[32]byte]string, len(inputs))
+	for _, f := range inputs {
+		byHash[sha256.Sum256(f.Data)] = f.Name
+	}
+	byFile := map[string]string{}
+	for _, d := range docs {
+		if d.Kind == schema.KindPolicy {
+			byFile[policy.PolicyFile(d.ID)] = byHash[d.Hash]
+		}
+	}
+	for i, is := range errs {
+		if name := byFile[is.File]; name != "" {
+			errs[i].File = name
+		}
+	}
+	return errs
 }
 
 func isBundleName(p string) bool {

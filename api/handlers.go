@@ -213,6 +213,30 @@ func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id str
 	writeJSON(w, http.StatusOK, meta)
 }
 
+// VerifyAnswer is GET /api/v1/audit/verify: how many events of the stored
+// hash chain checked out, and where it breaks, if it does.
+type VerifyAnswer struct {
+	Events   int    `json:"events"`
+	Intact   bool   `json:"intact"`
+	BrokenAt uint64 `json:"brokenAt,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// auditVerify walks the stored audit chain, the check `warden audit
+// verify` makes on the store itself when no agent holds it.
+func (s *Server) auditVerify(w http.ResponseWriter, _ *http.Request) {
+	n, err := audit.Verify(s.opts.Store)
+	var brk *audit.BreakError
+	switch {
+	case err == nil:
+		WriteJSON(w, http.StatusOK, VerifyAnswer{Events: n, Intact: true})
+	case errors.As(err, &brk):
+		WriteJSON(w, http.StatusOK, VerifyAnswer{Events: n, BrokenAt: brk.Seq, Reason: brk.Reason})
+	default:
+		writeError(w, http.StatusInternalServerError, codeInternal, "verify: "+err.Error())
+	}
+}
+
 func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.Filter{User: q.Get("user")}

@@ -34,6 +34,7 @@ func (s *Server) Handler() http.Handler {
 		{http.MethodPut, "/api/v1/desired/{kind}/{id}", adminOnly, http.HandlerFunc(s.desiredPut)},
 		{http.MethodDelete, "/api/v1/desired/{kind}/{id}", adminOnly, http.HandlerFunc(s.desiredDelete)},
 		{http.MethodGet, "/api/v1/audit", adminOnly, http.HandlerFunc(s.auditList)},
+		{http.MethodGet, "/api/v1/audit/verify", adminOnly, http.HandlerFunc(s.auditVerify)},
 		{http.MethodGet, "/metrics", adminOnly, s.metrics()},
 	}
 	if s.opts.Evaluate != nil {

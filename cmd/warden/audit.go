@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"warden/api"
 	"warden/audit"
 	"warden/state"
 )
@@ -104,14 +106,27 @@ func init() {
 
 	list.AddCommand(&cobra.Command{
 		Use:   "verify",
-		Short: "Walk the audit hash chain and report the first break (the agent must be stopped)",
-		Args:  cobra.NoArgs,
+		Short: "Walk the audit hash chain and report the first break",
+		Long: `Walk the audit hash chain and report the first break. With the agent
+stopped, the store is read directly; while an agent holds it, the running
+agent walks it (GET /api/v1/audit/verify).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
 			st, err := state.Open(filepath.Join(rootDir, "KeeperStorage"), state.Options{})
-			if err != nil {
-				if errors.Is(err, state.ErrLocked) {
-					return connErr(fmt.Errorf("%w: stop the agent first, or use GET /api/v1/audit/verify", err))
+			if errors.Is(err, state.ErrLocked) {
+				var ans api.VerifyAnswer
+				if err := callAgent(http.MethodGet, "/api/v1/audit/verify", nil, &ans); err != nil {
+					return err
 				}
+				if !ans.Intact {
+					return badNews(fmt.Errorf("after %d good events: %w", ans.Events,
+						&audit.BreakError{Seq: ans.BrokenAt, Reason: ans.Reason}))
+				}
+				fmt.Fprintf(out, "ok: %d events, chain intact (checked by the running agent)\n", ans.Events)
+				return nil
+			}
+			if err != nil {
 				return connErr(err)
 			}
 			defer st.Close()
@@ -119,7 +134,7 @@ func init() {
 			if err != nil {
 				return badNews(fmt.Errorf("after %d good events: %w", n, err))
 			}
-			fmt.Printf("ok: %d events, chain intact\n", n)
+			fmt.Fprintf(out, "ok: %d events, chain intact\n", n)
 			return nil
 		},
 	})

@@ -154,6 +154,17 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "DRIFT_CORRECTED") {
 		t.Fatalf("audit --type: exit %d\n%s", code, out)
 	}
+	// The running agent holds the store: verify asks it to walk the chain.
+	out, code = warden(t, "--root", root, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "chain intact (checked by the running agent)") {
+		t.Fatalf("audit verify, agent running: exit %d\n%s", code, out)
+	}
+	agent.Process.Signal(syscall.SIGTERM)
+	agent.Wait()
+	out, code = warden(t, "--root", root, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "chain intact\n") {
+		t.Fatalf("audit verify, agent stopped: exit %d\n%s", code, out)
+	}
 }
 
 func waitFor(t *testing.T, ok func() bool) {

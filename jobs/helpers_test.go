@@ -339,31 +339,6 @@ func (h *harness) activeRun(id string) string {
 	return runID
 }
 
-// groupAlive lists the live (not zombie) processes of process group pgid.
-func groupAlive(pgid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		rest := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(rest) < 3 || rest[0] == "Z" || rest[0] == "X" {
-			continue
-		}
-		if g, _ := strconv.Atoi(rest[2]); g == pgid {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 func (h *harness) output(r *Run, task int) string {
 	h.t.Helper()
 	if len(r.Tasks) <= task {

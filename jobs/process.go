@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"warden/procgroup"
 	"warden/schema"
 )
 
@@ -228,10 +229,16 @@ func (p *proc) terminate(grace Timer) bool {
 	}
 }
 
-// finish kills what the leader left behind in its group, reaps the leader
-// and collects the output.
+// groupGoneWait bounds how long finish waits for a killed group to die.
+const groupGoneWait = 2 * time.Second
+
+// finish kills what the leader left behind in its group, waits until the
+// group is gone (kill returns before the processes die; a run is not
+// finished while anything of it lives), reaps the leader and collects the
+// output. Until the leader is reaped its pid, the group id, stays ours.
 func (p *proc) finish() *os.ProcessState {
 	p.signalGroup(syscall.SIGKILL)
+	procgroup.WaitGone(p.pid, groupGoneWait)
 	_ = p.cmd.Wait()
 	t := time.NewTimer(outputDrain)
 	select {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"warden/procgroup"
 )
 
 // manual applies one job, starts the scheduler and runs the job by hand.
@@ -42,12 +43,12 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 			h := newHarness(t, nil)
 			runID := manual(t, h, "hang", `{"trigger": {}, "tasks": [{"command": "/bin/sh", "args": ["-c", "`+c.script+`"], "timeoutSeconds": 5}]}`)
 			pid := h.waitPID(runID, 0)
-			eventually(t, "the shell and both sleeps to run", func() bool { return len(groupAlive(pid)) == 3 })
+			eventually(t, "the shell and both sleeps to run", func() bool { return len(procgroup.Alive(pid)) == 3 })
 			h.clock.Advance(c.advance[0])
 			if len(c.advance) > 1 {
 				// SIGTERM is ignored: the group lives until the grace ends.
 				eventually(t, "SIGTERM to be sent", func() bool { return h.graceTimers() > 0 })
-				if alive := groupAlive(pid); len(alive) != 3 {
+				if alive := procgroup.Alive(pid); len(alive) != 3 {
 					t.Errorf("alive before the grace ended: %v, want all 3", alive)
 				}
 				h.clock.Advance(c.advance[1])
@@ -57,7 +58,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 			if !task.TimedOut || r.State != StateFailed || !strings.Contains(task.Error, c.wantHow) {
 				t.Errorf("task = timedOut %v, %q; run %s; want timed out with %s", task.TimedOut, task.Error, r.State, c.wantHow)
 			}
-			if alive := groupAlive(pid); len(alive) > 0 {
+			if alive := procgroup.Alive(pid); len(alive) > 0 {
 				t.Errorf("processes %v of the group survive the timeout", alive)
 			}
 		})
@@ -85,7 +86,7 @@ func TestLeftoverChildrenKilledAtExit(t *testing.T) {
 	if r.State != StateSucceeded || r.Tasks[0].Output != "started\n" {
 		t.Fatalf("run = %s, output %q", r.State, r.Tasks[0].Output)
 	}
-	if alive := groupAlive(r.Tasks[0].PID); len(alive) > 0 {
+	if alive := procgroup.Alive(r.Tasks[0].PID); len(alive) > 0 {
 		t.Errorf("background child %v outlived its task", alive)
 	}
 }
@@ -201,7 +202,7 @@ func TestConcurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.waitPID(second, 0)
-		if alive := groupAlive(pid); len(alive) > 0 {
+		if alive := procgroup.Alive(pid); len(alive) > 0 {
 			t.Errorf("the replaced run's processes %v still run beside the new one", alive)
 		}
 		old, ok, _ := h.s.Lookup(first)
@@ -217,7 +218,7 @@ func TestConcurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 		p1, p2 := h.waitPID(first, 0), h.waitPID(second, 0)
-		if len(groupAlive(p1)) == 0 || len(groupAlive(p2)) == 0 {
+		if len(procgroup.Alive(p1)) == 0 || len(procgroup.Alive(p2)) == 0 {
 			t.Error("both runs should be going at once")
 		}
 		if st := h.s.List()[0]; len(st.ActiveRuns) != 2 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/procgroup"
 )
 
 const envTask = `{"command": "/bin/sh", "args": ["-c", "echo id=$WARDEN_JOB_ID run=$WARDEN_JOB_RUN trigger=$WARDEN_JOB_TRIGGER; pwd"]}`
@@ -244,7 +245,7 @@ func TestRemovedJobIsStopped(t *testing.T) {
 	if r.State != StateStopped || !strings.Contains(r.Error, "removed") || r.Tasks[0].Signal != "SIGTERM" {
 		t.Errorf("run = %s (%s), signal %s; want stopped by removal with SIGTERM", r.State, r.Error, r.Tasks[0].Signal)
 	}
-	if alive := groupAlive(pid); len(alive) > 0 {
+	if alive := procgroup.Alive(pid); len(alive) > 0 {
 		t.Errorf("processes %v of the removed job's group survive", alive)
 	}
 	if _, err := h.s.Runs("long", 10); err != nil {
@@ -279,8 +280,8 @@ func TestAgentStopAndCrash(t *testing.T) {
 		t.Errorf("stop took %s; the agent must stop within 5 s", d)
 	}
 	r, _, _ := h.s.Lookup(runID)
-	if r.State != StateStopped || !strings.Contains(r.Error, "agent is stopping") || len(groupAlive(pid)) > 0 {
-		t.Errorf("run after stop = %s %q, alive %v", r.State, r.Error, groupAlive(pid))
+	if r.State != StateStopped || !strings.Contains(r.Error, "agent is stopping") || len(procgroup.Alive(pid)) > 0 {
+		t.Errorf("run after stop = %s %q, alive %v", r.State, r.Error, procgroup.Alive(pid))
 	}
 	// A crash leaves a run recorded as running; the next start marks it.
 	ghost := &Run{ID: "ghost", Job: "long", Trigger: TriggerManual, State: StateRunning, Start: t0}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/procgroup"
 	"warden/state"
 )
 
@@ -27,7 +28,7 @@ func TestPluginDocumentChangedAndRemoved(t *testing.T) {
 	docB := pluginDoc(t, "shell", "run.sh", sh, "")
 	e.apply(docA, docB)
 	a1, b1 := e.running("heartbeat", 0), e.running("shell", 0)
-	e.waitFor("shell's child", func() bool { return len(groupMembers(b1.PID)) == 2 })
+	e.waitFor("shell's child", func() bool { return len(procgroup.Alive(b1.PID)) == 2 })
 
 	e.apply(pluginDoc(t, "heartbeat", "heartbeat", hb, "", "--interval", "2s"), docB)
 	a2 := e.running("heartbeat", a1.PID)
@@ -44,7 +45,7 @@ func TestPluginDocumentChangedAndRemoved(t *testing.T) {
 
 	e.apply(pluginDoc(t, "heartbeat", "heartbeat", hb, "", "--interval", "2s"))
 	e.waitFor("shell stopped", func() bool { return e.status("shell").State == "unknown" })
-	if m := groupMembers(b1.PID); len(m) != 0 {
+	if m := procgroup.Alive(b1.PID); len(m) != 0 {
 		t.Errorf("shell's group still has %v", m)
 	}
 	revoked := map[string]bool{}
@@ -75,17 +76,17 @@ func TestPluginStopLeavesNoProcess(t *testing.T) {
 	sh := e.installBytes("shell", "run.sh", []byte(script), 0o750)
 	e.apply(pluginDoc(t, "shell", "run.sh", sh, `"restart": {"policy": "always"}`), pluginDoc(t, "heartbeat", "heartbeat", e.install("heartbeat"), ""))
 	s1 := e.running("shell", 0)
-	e.waitFor("child", func() bool { return len(groupMembers(s1.PID)) == 2 })
+	e.waitFor("child", func() bool { return len(procgroup.Alive(s1.PID)) == 2 })
 	must(t, syscall.Kill(s1.PID, syscall.SIGKILL)) // the leader only
 	s2 := e.running("shell", s1.PID)
-	e.waitFor("old group gone", func() bool { return len(groupMembers(s1.PID)) == 0 })
-	e.waitFor("new child", func() bool { return len(groupMembers(s2.PID)) == 2 })
+	e.waitFor("old group gone", func() bool { return len(procgroup.Alive(s1.PID)) == 0 })
+	e.waitFor("new child", func() bool { return len(procgroup.Alive(s2.PID)) == 2 })
 	hb := e.running("heartbeat", 0)
 
 	cancel()
 	<-done
 	for _, pid := range []int{s2.PID, hb.PID} {
-		if m := groupMembers(pid); len(m) != 0 {
+		if m := procgroup.Alive(pid); len(m) != 0 {
 			t.Errorf("group %d left: %v", pid, m)
 		}
 	}
@@ -114,7 +115,7 @@ func TestPluginOrphansOfEarlierRunEnded(t *testing.T) {
 	must(t, orphan.Start())
 	go orphan.Wait()
 	t.Cleanup(func() { syscall.Kill(-orphan.Process.Pid, syscall.SIGKILL) })
-	e.waitFor("orphan's child", func() bool { return len(groupMembers(orphan.Process.Pid)) == 2 })
+	e.waitFor("orphan's child", func() bool { return len(procgroup.Alive(orphan.Process.Pid)) == 2 })
 	st, err := procStat(orphan.Process.Pid)
 	must(t, err)
 	ticks := st.startTicks
@@ -130,7 +131,7 @@ func TestPluginOrphansOfEarlierRunEnded(t *testing.T) {
 	}))
 
 	e.run(nil) // AddPlugins looks for orphans before anything starts
-	if m := groupMembers(orphan.Process.Pid); len(m) != 0 {
+	if m := procgroup.Alive(orphan.Process.Pid); len(m) != 0 {
 		t.Errorf("orphan group left: %v", m)
 	}
 	n := 0

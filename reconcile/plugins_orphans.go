@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"warden/audit"
+	"warden/procgroup"
 	"warden/state"
 )
 
@@ -100,7 +101,7 @@ func (p *Plugins) reapOrphans() {
 		}
 		// kill returns before the processes are gone: wait, so that the
 		// plugin's new process never meets its old one.
-		if left := waitGroupGone(o.rec.PID, orphanKillWait); len(left) > 0 {
+		if left := procgroup.WaitGone(o.rec.PID, orphanKillWait); len(left) > 0 {
 			p.log.Error("plugin processes of an earlier run survive SIGKILL", "plugin", o.rec.ID, "pids", left)
 		}
 		p.emit(audit.Event{Type: audit.PluginExited, Severity: audit.Warning,
@@ -134,42 +135,12 @@ func findOrphan(r pluginRecord) (orphan, bool) {
 		}
 		return o, true
 	}
-	return o, len(groupMembers(r.PID)) > 0
+	return o, len(procgroup.Alive(r.PID)) > 0
 }
 
 // orphanKillWait bounds how long reapOrphans waits for a killed group to
 // be gone (a process in uninterruptible sleep dies only when it wakes).
 const orphanKillWait = 2 * time.Second
-
-// waitGroupGone waits up to d until process group pgid has no live
-// process, and returns those left. It reads /proc every few milliseconds:
-// only at start, and only for a group it has just killed.
-func waitGroupGone(pgid int, d time.Duration) []int {
-	deadline := time.Now().Add(d)
-	for {
-		left := groupMembers(pgid)
-		if len(left) == 0 || time.Now().After(deadline) {
-			return left
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// groupMembers lists the live processes of process group pgid.
-func groupMembers(pgid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := procStat(pid); err == nil && st.pgrp == pgid && st.live() {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
 
 // signal signals the orphan's group and, through its pidfd (which cannot
 // name a reused pid), its leader in case it left the group.

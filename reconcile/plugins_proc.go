@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"warden/audit"
+	"warden/procgroup"
 )
 
 // logDrain bounds how long an exited plugin's output may keep its pipes
@@ -76,6 +77,11 @@ func (p *Plugins) wait(pl *plugin, pr *proc) {
 	at := time.Now()
 	pr.sigMu.Lock()
 	unix.Kill(-pr.pid, unix.SIGKILL) // children it left in its group
+	// Before the leader is reaped (its pid, the group id, stays ours):
+	// the group is gone before the exit is recorded and a successor starts.
+	if left := procgroup.WaitGone(pr.pid, orphanKillWait); len(left) > 0 {
+		p.log.Error("plugin processes survive SIGKILL", "plugin", pl.id, "pids", left)
+	}
 	pr.reaped = true
 	_ = pr.cmd.Wait()
 	pr.sigMu.Unlock()

@@ -25,21 +25,26 @@ type anchorRecord struct {
 
 // Verify walks the whole stored chain from the retention anchor and returns
 // how many events it checked and the first break (a *BreakError), if any.
+// It reads the anchor and the events as one snapshot, so it can run while
+// the agent writes and prunes.
 func Verify(store *state.Store) (int, error) {
 	var prev string
 	var prevSeq uint64
-	if raw, err := store.AuditAnchor(); err != nil {
-		return 0, err
-	} else if raw != nil {
-		var a anchorRecord
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return 0, fmt.Errorf("audit anchor: %w", err)
+	anchored := false // the anchor was read: a later error is in the events
+	anchor := func(raw []byte) error {
+		if raw != nil {
+			var a anchorRecord
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return fmt.Errorf("audit anchor: %w", err)
+			}
+			prev, prevSeq = a.Hash, a.Seq
 		}
-		prev, prevSeq = a.Hash, a.Seq
+		anchored = true
+		return nil
 	}
 	n := 0
 	var brk error
-	err := store.AuditScan(0, false, func(a state.AuditEntry) bool {
+	err := store.AuditWalk(anchor, func(a state.AuditEntry) bool {
 		var e Event
 		if err := json.Unmarshal(a.Data, &e); err != nil {
 			brk = &BreakError{Seq: a.Seq, Reason: "unreadable: " + err.Error()}
@@ -63,6 +68,9 @@ func Verify(store *state.Store) (int, error) {
 		return true
 	})
 	if err != nil {
+		if !anchored {
+			return 0, err
+		}
 		// A value that fails decryption was edited in the file.
 		return n, &BreakError{Seq: prevSeq + 1, Reason: err.Error()}
 	}

@@ -274,3 +274,44 @@ func TestWriteAfterCloseFails(t *testing.T) {
 		}
 	}
 }
+
+// Verify runs inside a live agent (GET /api/v1/audit/verify) while
+// retention prunes: it reads the anchor and the events as one snapshot, so
+// a prune between the two never looks like missing events.
+func TestVerifyDuringPrunes(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	w, _ := audit.NewWriter(st, audit.Options{Now: func() time.Time { return now }})
+	for range 400 {
+		now = now.Add(time.Minute)
+		if _, err := w.Write(context.Background(), audit.Event{Type: audit.AdminAction}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	done := make(chan error)
+	go func() {
+		for i := 1; i <= 390; i++ {
+			if _, err := audit.Prune(st, start.Add(time.Duration(i)*time.Minute+time.Second)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for pruning := true; pruning; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			pruning = false
+		default:
+		}
+		if _, err := audit.Verify(st); err != nil {
+			t.Fatalf("Verify while pruning: %v", err)
+		}
+	}
+}

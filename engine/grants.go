@@ -78,11 +78,12 @@ func (e *Engine) storedGrants() ([]Grant, error) {
 // machine was suspended in between; it also fires when the clock is set,
 // and expire then only re-arms it.
 type grantTimer struct {
-	e     *Engine
-	mu    sync.Mutex
-	timer *wallclock.Timer
-	next  time.Time // when the armed timer fires; zero once it has fired
-	fire  chan struct{}
+	e       *Engine
+	mu      sync.Mutex
+	stopped bool // the engine stopped: arm nothing more
+	timer   *wallclock.Timer
+	next    time.Time // when the armed timer fires; zero once it has fired
+	fire    chan struct{}
 }
 
 func newGrantTimer(e *Engine) *grantTimer { return &grantTimer{e: e, fire: make(chan struct{}, 1)} }
@@ -93,7 +94,7 @@ func (t *grantTimer) c() <-chan struct{} { return t.fire }
 func (t *grantTimer) schedule(at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.next.IsZero() && !at.Before(t.next) {
+	if t.stopped || !t.next.IsZero() && !at.Before(t.next) {
 		return
 	}
 	t.next = at
@@ -121,6 +122,7 @@ func (t *grantTimer) schedule(at time.Time) {
 func (t *grantTimer) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.stopped = true
 	if t.timer != nil {
 		t.timer.Stop()
 	}

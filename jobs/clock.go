@@ -28,7 +28,12 @@ type Timer interface {
 
 type realClock struct{}
 
-func (realClock) Now() time.Time                 { return time.Now() }
+// Now is the wall clock only (Round(0) drops the monotonic reading): due
+// times computed from it compare on the clock the wall-clock timers of At
+// fire on. With the monotonic reading kept, a due time would still look
+// ahead after a suspend or a clock step, and the scheduler would re-arm an
+// already expired timer again and again.
+func (realClock) Now() time.Time                 { return time.Now().Round(0) }
 func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
 func (realClock) At(deadline time.Time) Timer    { return wallclock.NewTimer(deadline) }
 

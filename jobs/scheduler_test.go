@@ -73,6 +73,20 @@ func TestRunAtOnTheRealClock(t *testing.T) {
 	}
 }
 
+// On the real clock, due times carry no monotonic reading: they compare on
+// the wall clock their timers fire on, so after a suspend or a clock step
+// a due time is due when its timer fires (with a monotonic reading it would
+// still look ahead, and the scheduler would spin re-arming the timer).
+func TestDueTimesAreWallClock(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Clock = realClock{} })
+	h.apply(jobDoc("hourly", `{"trigger": {"intervalMinutes": 60}, "tasks": [{"command": "/bin/true"}]}`))
+	h.start()
+	due := h.s.nextDue()
+	if due.IsZero() || strings.Contains(due.String(), "m=") {
+		t.Errorf("next due %v: want a wall-clock time without a monotonic reading", due)
+	}
+}
+
 func TestRunAtOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	h.apply(jobDoc("once", `{"trigger": {"runAt": "2026-03-02T11:00:00Z"}, "tasks": [{"command": "/bin/true"}]}`))

@@ -19,8 +19,10 @@ import (
 //
 // The ledger is saved a moment after it changes (one write for a burst of
 // changes) and when the reconciler stops. An agent killed within that
-// moment loses the last changes: those files count as never written, the
-// state of a fresh install.
+// moment loses the last changes: at the next start the ledger is as it was
+// at the last save, so a file written in that moment and deleted while the
+// agent was down is restored without a drift record, and one it wrote for
+// a newer generation reads as content drift (as on a fresh install).
 const (
 	ledgerKey   = "files.written"
 	ledgerDelay = time.Second
@@ -173,9 +175,9 @@ func (f *Files) saveLedger() {
 
 	rec := ledgerRecord{Written: encodeLedger(snap)}
 	if err := f.m.store.Put(state.Status, ledgerKey, rec); err != nil {
-		f.m.log.Warn("files ledger not saved", "paths", len(snap), "err", fmt.Errorf("store: %w", err))
+		f.m.log.Warn("files ledger not saved; trying again", "paths", len(snap), "err", fmt.Errorf("store: %w", err))
 		f.led.mu.Lock()
-		f.led.dirty = true
+		f.changedLocked() // dirty again, and another save scheduled
 		f.led.mu.Unlock()
 	}
 }

@@ -63,6 +63,11 @@ func parseManifest(data []byte) (*schema.Manifest, error) {
 	if !utf8.Valid(data) {
 		return nil, schema.Errors{{File: ManifestFile, Msg: schema.ErrNotUTF8.Error()}}
 	}
+	// One JSON value and nothing after it: the decoder below stops at the
+	// end of the object and would not see a stray "]" or "}" there.
+	if !gjson.ValidBytes(data) {
+		return nil, schema.Errors{{File: ManifestFile, Msg: "not a valid manifest: not valid JSON"}}
+	}
 	var m schema.Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -68,6 +68,9 @@ func manifestCases() []manifestCase {
 		{"version 1.0", strings.Replace(ok, `"version": 1`, `"version": 1.0`, 1)},
 		{"version 1e3", strings.Replace(ok, `"version": 1`, `"version": 1e3`, 1)},
 		{"not an object", `[]`},
+		{"stray bracket after", ok + `]`},
+		{"stray brace after", ok + `}`},
+		{"second object after", ok + ` {}`},
 		{"file entry null", strings.Replace(ok, `"files": [`, `"files": [null, `, 1)},
 	}
 }

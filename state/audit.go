@@ -43,29 +43,48 @@ func (s *Store) AppendAudit(entries []AuditEntry) error {
 // order, until fn returns false. reverse walks from the newest down to
 // `from`.
 func (s *Store) AuditScan(from uint64, reverse bool, fn func(AuditEntry) bool) error {
+	return s.view(func(tx *bolt.Tx) error { return s.scanAudit(tx, from, reverse, fn) })
+}
+
+// AuditWalk passes the anchor (as AuditAnchor returns it) to anchor, then
+// every stored event, oldest first, to fn until it returns false, all in
+// one read transaction: a prune committed meanwhile cannot put the anchor
+// and the events out of step (the audit chain verifier needs both).
+func (s *Store) AuditWalk(anchor func([]byte) error, fn func(AuditEntry) bool) error {
 	return s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bAudit).Cursor()
-		var k, v []byte
-		if reverse {
-			k, v = c.Last()
-		} else {
-			k, v = c.Seek(u64(from))
+		a, err := s.anchorTx(tx)
+		if err != nil {
+			return err
 		}
-		for ; k != nil; k, v = step(c, reverse) {
-			seq := binary.BigEndian.Uint64(k)
-			if reverse && seq < from {
-				return nil
-			}
-			plain, err := s.seal.open(v, ad(bAudit, k))
-			if err != nil {
-				return err
-			}
-			if !fn(AuditEntry{Seq: seq, Data: plain}) {
-				return nil
-			}
+		if err := anchor(a); err != nil {
+			return err
 		}
-		return nil
+		return s.scanAudit(tx, 0, false, fn)
 	})
+}
+
+func (s *Store) scanAudit(tx *bolt.Tx, from uint64, reverse bool, fn func(AuditEntry) bool) error {
+	c := tx.Bucket(bAudit).Cursor()
+	var k, v []byte
+	if reverse {
+		k, v = c.Last()
+	} else {
+		k, v = c.Seek(u64(from))
+	}
+	for ; k != nil; k, v = step(c, reverse) {
+		seq := binary.BigEndian.Uint64(k)
+		if reverse && seq < from {
+			return nil
+		}
+		plain, err := s.seal.open(v, ad(bAudit, k))
+		if err != nil {
+			return err
+		}
+		if !fn(AuditEntry{Seq: seq, Data: plain}) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func step(c *bolt.Cursor, reverse bool) ([]byte, []byte) {
@@ -109,13 +128,17 @@ func (s *Store) PruneAudit(before uint64, anchor []byte) (int, error) {
 func (s *Store) AuditAnchor() ([]byte, error) {
 	var out []byte
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bMeta).Get(kAnchor)
-		if v == nil {
-			return nil
-		}
 		var err error
-		out, err = s.seal.open(v, kAnchor)
+		out, err = s.anchorTx(tx)
 		return err
 	})
 	return out, err
+}
+
+func (s *Store) anchorTx(tx *bolt.Tx) ([]byte, error) {
+	v := tx.Bucket(bMeta).Get(kAnchor)
+	if v == nil {
+		return nil, nil
+	}
+	return s.seal.open(v, kAnchor)
 }

@@ -103,10 +103,14 @@ func timerfd(deadline time.Time) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A zero it_value would disarm the timer: a deadline at or before the
-	// epoch is one nanosecond after it, long past.
-	ns := max(deadline.UnixNano(), 1)
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(ns)}
+	// Seconds and nanoseconds apart: UnixNano overflows after 2262, and a
+	// far deadline must not wrap into the past. A zero it_value would
+	// disarm the timer: a deadline at or before the epoch is one
+	// nanosecond after it, long past.
+	spec := unix.ItimerSpec{Value: unix.Timespec{Sec: deadline.Unix(), Nsec: int64(deadline.Nanosecond())}}
+	if spec.Value.Sec < 0 || spec.Value.Sec == 0 && spec.Value.Nsec == 0 {
+		spec.Value = unix.Timespec{Nsec: 1}
+	}
 	if err := unix.TimerfdSettime(fd, unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET, &spec, nil); err != nil {
 		unix.Close(fd)
 		return nil, err

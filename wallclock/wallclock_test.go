@@ -34,6 +34,20 @@ func TestPastDeadlineFiresAtOnce(t *testing.T) {
 	}
 }
 
+// A deadline centuries away (past what UnixNano can hold) does not wrap
+// into the past and fire at once.
+func TestFarDeadline(t *testing.T) {
+	for _, year := range []int{2263, 3000, 9999} {
+		tm := NewTimer(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
+		select {
+		case <-tm.C():
+			t.Errorf("a timer for %d fired", year)
+		case <-time.After(50 * time.Millisecond):
+		}
+		tm.Stop()
+	}
+}
+
 // A stopped timer never fires and gives back its descriptor.
 func TestStop(t *testing.T) {
 	var timers []*Timer

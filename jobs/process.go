@@ -236,9 +236,11 @@ const groupGoneWait = 2 * time.Second
 // group is gone (kill returns before the processes die; a run is not
 // finished while anything of it lives), reaps the leader and collects the
 // output. Until the leader is reaped its pid, the group id, stays ours.
-func (p *proc) finish() *os.ProcessState {
+// survivors lists what was still alive then (a process stuck in
+// uninterruptible sleep outlives SIGKILL until it wakes).
+func (p *proc) finish() (ps *os.ProcessState, survivors []int) {
 	p.signalGroup(syscall.SIGKILL)
-	procgroup.WaitGone(p.pid, groupGoneWait)
+	survivors = procgroup.WaitGone(p.pid, groupGoneWait)
 	_ = p.cmd.Wait()
 	t := time.NewTimer(outputDrain)
 	select {
@@ -249,7 +251,7 @@ func (p *proc) finish() *os.ProcessState {
 	}
 	t.Stop()
 	p.pipe.Close()
-	return p.cmd.ProcessState
+	return p.cmd.ProcessState, survivors
 }
 
 // exitOf reads an exit code or a signal name from a wait status.

@@ -303,7 +303,10 @@ func (s *Scheduler) execTask(r *run, i int, t *schema.Task) (res TaskResult) {
 		res.Error = cause.reason
 	}
 	timeout.Stop()
-	ps := p.finish()
+	ps, survivors := p.finish()
+	if len(survivors) > 0 {
+		s.log.Error("task processes survive SIGKILL", "id", r.rec.Job, "run", r.rec.ID, "task", i, "pids", survivors)
+	}
 	res.ExitCode, res.Signal = exitOf(ps)
 	res.Output, res.OutputTruncatedBytes = string(p.out.buf), p.out.dropped
 	switch {

@@ -14,10 +14,12 @@ const (
 )
 
 // DriftRecord is one difference found between desired and actual state.
+// In JSON (stored and served) it has the API's shape, where the object is
+// named "id" (DESIGN.md) and the record's own id is "recordId".
 type DriftRecord struct {
-	ID          string     `json:"id"`
+	ID          string     `json:"recordId"`
 	Kind        string     `json:"kind"`
-	Name        string     `json:"name"` // the document id or managed path
+	Name        string     `json:"id"` // the document id or managed path
 	Field       string     `json:"field"`
 	Desired     string     `json:"desired"`
 	Actual      string     `json:"actual"`
@@ -26,37 +28,6 @@ type DriftRecord struct {
 	Error       string     `json:"error,omitempty"`
 	DetectedAt  time.Time  `json:"detectedAt"`
 	CorrectedAt *time.Time `json:"correctedAt,omitempty"`
-}
-
-// driftWire is a DriftRecord in the API's shape, where the object is named
-// "id" (DESIGN.md) and the record's own id goes out as "recordId".
-type driftWire struct {
-	RecordID    string     `json:"recordId"`
-	Kind        string     `json:"kind"`
-	ID          string     `json:"id"`
-	Field       string     `json:"field"`
-	Desired     string     `json:"desired"`
-	Actual      string     `json:"actual"`
-	State       string     `json:"state"`
-	Action      string     `json:"action"`
-	Error       string     `json:"error,omitempty"`
-	DetectedAt  time.Time  `json:"detectedAt"`
-	CorrectedAt *time.Time `json:"correctedAt,omitempty"`
-}
-
-// MarshalJSON writes the record in the API's shape (driftWire).
-func (r DriftRecord) MarshalJSON() ([]byte, error) {
-	return json.Marshal(driftWire{r.ID, r.Kind, r.Name, r.Field, r.Desired, r.Actual, r.State, r.Action, r.Error, r.DetectedAt, r.CorrectedAt})
-}
-
-// UnmarshalJSON reads what MarshalJSON wrote.
-func (r *DriftRecord) UnmarshalJSON(b []byte) error {
-	var w driftWire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	*r = DriftRecord{w.RecordID, w.Kind, w.ID, w.Field, w.Desired, w.Actual, w.State, w.Action, w.Error, w.DetectedAt, w.CorrectedAt}
-	return nil
 }
 
 // PutDrift stores (creates or updates) a drift record by its ID.

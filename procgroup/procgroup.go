@@ -2,14 +2,18 @@
 // alive, and waits for a group it has just killed to be gone: kill(2)
 // returns before the processes have died, and a supervisor that reports a
 // process stopped, or starts its successor, must not be believed before
-// the old group has actually left.
+// the old group has actually left. Stat is the one reader of
+// /proc/PID/stat: the plugin supervisor also uses it to recognise its own
+// processes by start time.
 package procgroup
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +33,7 @@ func Alive(pgid int) []int {
 		if err != nil {
 			continue
 		}
-		if g, live := stat(pid); live && g == pgid {
+		if st, err := Stat(pid); err == nil && st.Live() && st.Pgrp == pgid {
 			out = append(out, pid)
 		}
 	}
@@ -51,24 +55,40 @@ func WaitGone(pgid int, d time.Duration) []int {
 	}
 }
 
-// stat reads the process group and liveness of pid from /proc/PID/stat.
-func stat(pid int) (pgid int, live bool) {
+// Info is what /proc/PID/stat says of a process.
+type Info struct {
+	State      byte   // R, S, D, Z, ...
+	Pgrp       int    // process group
+	StartTicks uint64 // start time, clock ticks after boot: with the pid, it names one process
+}
+
+// Live reports whether the process has not died (a zombie has).
+func (i Info) Live() bool { return i.State != 'Z' && i.State != 'X' }
+
+// Stat reads /proc/PID/stat.
+func Stat(pid int) (Info, error) {
+	var pi Info
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, false
+		return pi, err
 	}
 	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'. Then: state, ppid, pgrp.
+	// the last ')'.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, false
+		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
-	f := bytes.Fields(data[i+1:])
-	if len(f) < 3 || len(f[0]) != 1 {
-		return 0, false
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
-	if g, err := strconv.Atoi(string(f[2])); err == nil {
-		return g, f[0][0] != 'Z' && f[0][0] != 'X'
+	// f[0] is field 3 (state): pgrp is field 5, starttime field 22.
+	pi.State = f[0][0]
+	if pi.Pgrp, err = strconv.Atoi(f[2]); err != nil {
+		return pi, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
 	}
-	return 0, false
+	if pi.StartTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return pi, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
+	}
+	return pi, nil
 }

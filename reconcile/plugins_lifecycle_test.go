@@ -116,12 +116,12 @@ func TestPluginOrphansOfEarlierRunEnded(t *testing.T) {
 	go orphan.Wait()
 	t.Cleanup(func() { syscall.Kill(-orphan.Process.Pid, syscall.SIGKILL) })
 	e.waitFor("orphan's child", func() bool { return len(procgroup.Alive(orphan.Process.Pid)) == 2 })
-	st, err := procStat(orphan.Process.Pid)
+	st, err := procgroup.Stat(orphan.Process.Pid)
 	must(t, err)
-	ticks := st.startTicks
-	me, err := procStat(os.Getpid())
+	ticks := st.StartTicks
+	me, err := procgroup.Stat(os.Getpid())
 	must(t, err)
-	self := me.startTicks
+	self := me.StartTicks
 	_, _, serial, err := e.ca.Issue("plugin", "old", time.Hour)
 	must(t, err)
 	must(t, e.store.PutMany(state.Plugins, map[string]any{

@@ -1,10 +1,8 @@
 package reconcile
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -124,11 +122,11 @@ func (p *Plugins) reapOrphans() {
 // reaped by init) count as gone.
 func findOrphan(r pluginRecord) (orphan, bool) {
 	o := orphan{rec: r, pidfd: -1}
-	st, err := procStat(r.PID)
+	st, err := procgroup.Stat(r.PID)
 	switch {
-	case err == nil && st.startTicks != r.StartTicks:
+	case err == nil && st.StartTicks != r.StartTicks:
 		return o, false // the pid belongs to another process now
-	case err == nil && st.live():
+	case err == nil && st.Live():
 		o.leader = true
 		if fd, err := unix.PidfdOpen(r.PID, 0); err == nil {
 			o.pidfd = fd
@@ -168,43 +166,6 @@ func waitPidfd(fd int, d time.Duration) {
 			return
 		}
 	}
-}
-
-// procInfo is what the supervisor reads of /proc/PID/stat.
-type procInfo struct {
-	state      byte   // R, S, D, Z, ...
-	pgrp       int    // process group
-	startTicks uint64 // start time, clock ticks after boot
-}
-
-func (p procInfo) live() bool { return p.state != 'Z' && p.state != 'X' }
-
-// procStat reads /proc/PID/stat.
-func procStat(pid int) (procInfo, error) {
-	var pi procInfo
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return pi, err
-	}
-	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 20 || len(f[0]) != 1 {
-		return pi, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	// f[0] is field 3 (state): pgrp is field 5, starttime field 22.
-	pi.state = f[0][0]
-	if pi.pgrp, err = strconv.Atoi(f[2]); err != nil {
-		return pi, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
-	}
-	if pi.startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
-		return pi, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
-	}
-	return pi, nil
 }
 
 // bootID identifies this boot of the kernel ("" if unknown: then no

@@ -17,6 +17,7 @@ import (
 	"warden/audit"
 	"warden/broker/pluginenv"
 	"warden/pki"
+	"warden/procgroup"
 	"warden/schema"
 )
 
@@ -161,8 +162,8 @@ func (p *Plugins) launch(id string, spec *schema.PluginSpec, x *executable, cert
 	}
 	pr := &proc{id: id, pid: pid, cmd: cmd, started: time.Now(), sum: x.sumHex(),
 		outR: outR, errR: errR, done: make(chan struct{})}
-	if st, err := procStat(pid); err == nil {
-		pr.startTicks = st.startTicks
+	if st, err := procgroup.Stat(pid); err == nil {
+		pr.startTicks = st.StartTicks
 	}
 	pr.logs.Add(2)
 	go p.pump(pr, "stdout", outR)

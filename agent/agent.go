@@ -19,12 +19,11 @@ import (
 	"sync"
 	"time"
 
-	"warden/atomicfile"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"warden/api"
+	"warden/atomicfile"
 	"warden/audit"
 	"warden/broker"
 	"warden/engine"

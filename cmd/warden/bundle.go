@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"warden/atomicfile"
-
 	"github.com/spf13/cobra"
 
+	"warden/atomicfile"
 	"warden/source"
 )
 

@@ -33,7 +33,6 @@ import (
 	"time"
 
 	"warden/atomicfile"
-
 	"warden/source"
 )
 

@@ -180,8 +180,7 @@ func TestRefusedCallersAreAudited(t *testing.T) {
 func TestBadRequestsAre4xx(t *testing.T) {
 	root := t.TempDir()
 	_, info := startAgent(t, root)
-	certs := filepath.Join(root, "certs")
-	c := tlsClient(t, root, pair(t, must(os.ReadFile(filepath.Join(certs, "admin.pem"))), must(os.ReadFile(filepath.Join(certs, "admin-key.pem")))))
+	c := adminClient(t, root)
 	url := "https://" + info.API + "/api/v1/desired/Policy/p1"
 	cases := []struct {
 		name, ctype, body string

@@ -3,8 +3,6 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -20,8 +18,7 @@ import (
 func TestAuditVerifyOverAPI(t *testing.T) {
 	root := t.TempDir()
 	a, info := startAgent(t, root)
-	certs := filepath.Join(root, "certs")
-	admin := tlsClient(t, root, pair(t, must(os.ReadFile(filepath.Join(certs, "admin.pem"))), must(os.ReadFile(filepath.Join(certs, "admin-key.pem")))))
+	admin := adminClient(t, root)
 	url := "https://" + info.API + "/api/v1/audit/verify"
 
 	verify := func() api.VerifyAnswer {

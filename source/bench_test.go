@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/bench/rss"
 	"warden/schema"
 	"warden/state"
 )
@@ -60,7 +61,7 @@ func report(b *testing.B, sum Timings, n int) {
 	b.ReportMetric(per(sum.Verify), "verify-ms")
 	b.ReportMetric(per(sum.Validate), "validate-ms")
 	b.ReportMetric(per(sum.Commit), "commit-ms")
-	b.ReportMetric(peakRSSMB(), "peakRSS-MB")
+	b.ReportMetric(rss.PeakMB(), "peakRSS-MB")
 }
 
 func add(a, b Timings) Timings {
@@ -112,21 +113,6 @@ func BenchmarkApply10000Changed10(b *testing.B) {
 		sum = add(sum, t)
 	}
 	report(b, sum, b.N)
-}
-
-// peakRSSMB is the process's peak resident set (VmHWM), in MB.
-func peakRSSMB() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // BenchmarkParseManifest10000 checks the manifest of a 10,000-file bundle

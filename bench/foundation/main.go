@@ -8,16 +8,15 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"time"
 
+	"warden/bench/rss"
 	"warden/schema"
 	"warden/state"
 )
@@ -111,16 +110,9 @@ func run(n, changed int) error {
 }
 
 func procStatus(field string) string {
-	f, err := os.Open("/proc/self/status")
+	v, err := rss.Field(field)
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), field) {
-			return strings.TrimSpace(strings.TrimPrefix(sc.Text(), field))
-		}
-	}
-	return "unknown"
+	return v
 }

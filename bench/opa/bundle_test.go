@@ -28,6 +28,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
 
+	"warden/bench/rss"
 	"warden/policy"
 	"warden/schema"
 )
@@ -335,7 +336,7 @@ func BenchmarkBundleLoad10000(b *testing.B) {
 			b.ReportMetric(ms(activate), "activate-ms")
 			b.ReportMetric(ms(read+activate), "total-ms")
 			b.ReportMetric(float64(len(data))/1e6, "bundle-MB")
-			b.ReportMetric(peakRSSMB(), "peakRSS-MB")
+			b.ReportMetric(rss.PeakMB(), "peakRSS-MB")
 		})
 	}
 }
@@ -346,20 +347,4 @@ func BenchmarkBundleLoad10000(b *testing.B) {
 func resetPeakRSS() {
 	debug.FreeOSMemory()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-// peakRSSMB is the process's peak resident set (VmHWM), in MB, as
-// source's.
-func peakRSSMB() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -39,6 +39,13 @@ const (
 	AgentRegistered             = "AGENT_REGISTERED"
 	AgentStarted                = "AGENT_STARTED"
 	AgentStopped                = "AGENT_STOPPED"
+	ElevationStarted            = "ELEVATION_STARTED"
+	ElevationExited             = "ELEVATION_EXITED"
+	ApprovalRequested           = "APPROVAL_REQUESTED"
+	ApprovalDecided             = "APPROVAL_DECIDED"
+	MFAFailed                   = "MFA_FAILED"
+	MFALocked                   = "MFA_LOCKED"
+	ApplicationBlocked          = "APPLICATION_BLOCKED"
 )
 
 // Severities.

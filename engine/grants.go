@@ -15,17 +15,8 @@ import (
 	"warden/wallclock"
 )
 
-// Grant is a time-limited elevation: user may use scope until ExpiresAt.
-type Grant struct {
-	ID        string    `json:"id"`
-	User      string    `json:"user"`
-	Machine   string    `json:"machine,omitempty"`
-	Action    string    `json:"action"`
-	Scope     string    `json:"scope"` // the application path, or the target path for file access
-	Policy    string    `json:"policy"`
-	CreatedAt time.Time `json:"createdAt"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
+// Grant is the stored grant record (state owns it).
+type Grant = state.Grant
 
 func (e *Engine) grant(req *policy.Request, d *policy.Decision, now time.Time) (Grant, error) {
 	var b [9]byte

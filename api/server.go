@@ -64,7 +64,7 @@ type Route struct {
 type Server struct {
 	opts         Options
 	log          *slog.Logger
-	allowedHosts atomic.Pointer[map[string]bool]
+	allowedHosts atomic.Pointer[hostSet]
 	inflight     sync.Map // identity -> *atomic.Int32
 	started      time.Time
 	closing      chan struct{}
@@ -87,13 +87,11 @@ func New(opts Options) *Server {
 }
 
 // SetAllowedHosts replaces the Host names the API answers to; it takes
-// effect for the next request, without a restart.
+// effect for the next request, without a restart. The entries read as in
+// the reference pages (ASP.NET's AllowedHosts): "*" allows any host,
+// "*.example.com" any subdomain of example.com, anything else one name.
 func (s *Server) SetAllowedHosts(hosts []string) {
-	m := make(map[string]bool, len(hosts))
-	for _, h := range hosts {
-		m[strings.ToLower(h)] = true
-	}
-	s.allowedHosts.Store(&m)
+	s.allowedHosts.Store(newHostSet(hosts))
 }
 
 // checkHost answers 400 to a request whose Host header is not allowed,
@@ -106,7 +104,7 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 			host = h
 		}
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if !(*s.allowedHosts.Load())[strings.ToLower(host)] {
+		if !s.allowedHosts.Load().allows(host) {
 			writeError(w, http.StatusBadRequest, codeBadHost, "Host header not in AllowedHosts")
 			return
 		}

@@ -93,9 +93,11 @@ type agent struct {
 	api      *api.Server
 	servers  []*http.Server
 	stopOnce sync.Once
-	wg       sync.WaitGroup // listeners
-	bg       sync.WaitGroup // background components
-	cancel   context.CancelFunc
+	// wroteInfo says run/agent.json is this agent's to remove at stop.
+	wroteInfo bool
+	wg        sync.WaitGroup // listeners
+	bg        sync.WaitGroup // background components
+	cancel    context.CancelFunc
 
 	pipeline *source.Pipeline
 	inbox    *source.Inbox
@@ -145,16 +147,18 @@ func Run(ctx context.Context, opts Options) error {
 
 func (a *agent) start(ctx context.Context) error {
 	var err error
-	if a.logFile, err = openLog(filepath.Join(a.opts.Root, "logs")); err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	a.log = newLogger(io.MultiWriter(a.opts.LogOutput, a.logFile), a.level)
+	// The store's lock comes first: a second agent on this root must touch
+	// nothing of the running one (its log, run/agent.json, sockets).
 	if a.store, err = state.Open(filepath.Join(a.opts.Root, "KeeperStorage"), state.Options{}); err != nil {
 		if errors.Is(err, state.ErrLocked) {
 			return fmt.Errorf("another agent holds the store under %s: %w", a.opts.Root, err)
 		}
 		return err
 	}
+	if a.logFile, err = openLog(filepath.Join(a.opts.Root, "logs")); err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	a.log = newLogger(io.MultiWriter(a.opts.LogOutput, a.logFile), a.level)
 	a.level.Set(levelOf(a.store.Current().Settings().Logging.Level))
 	if a.audit, err = audit.NewWriter(a.store, audit.Options{}); err != nil {
 		return err
@@ -210,6 +214,7 @@ func (a *agent) start(ctx context.Context) error {
 	if err := writeInfo(a.opts.Root, info); err != nil {
 		return err
 	}
+	a.wroteInfo = true
 	a.audit.Emit(audit.Event{Type: audit.AgentStarted, Component: "agent",
 		Details: map[string]any{"api": info.API, "health": info.Health, "mqtt": info.MQTT, "generation": a.store.Current().Meta.Generation}})
 	a.log.Info("agent serving", "api", info.API, "health", info.Health, "mqtt", info.MQTT, "root", a.opts.Root)
@@ -267,7 +272,9 @@ func (a *agent) stopNow() {
 			a.log.Warn("close broker", "err", err)
 		}
 	}
-	os.Remove(filepath.Join(a.opts.Root, InfoPath))
+	if a.wroteInfo {
+		os.Remove(filepath.Join(a.opts.Root, InfoPath))
+	}
 	if a.audit != nil {
 		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})
 		a.audit.Close()

@@ -240,6 +240,10 @@ func TestStartStopLeavesNothingBehind(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another agent") {
 		t.Fatalf("second agent on one root: %v; want a refusal naming another agent", err)
 	}
+	// ... and it touches nothing of the running one: run/agent.json stays.
+	if got, err := ReadInfo(root); err != nil || got.API != info.API {
+		t.Fatalf("after a refused second agent, run/agent.json = %+v, %v; want api %s", got, err, info.API)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -272,6 +276,10 @@ func TestRefusesUnsafeStarts(t *testing.T) {
 	}{
 		{"non-loopback API", nil, Options{ListenAPI: "0.0.0.0:0"}, "loopback"},
 		{"host name", nil, Options{ListenMQTT: "localhost:0"}, "loopback"},
+		// One rule for all three listeners: the broker's (127.0.0.1 only).
+		{"IPv6 loopback API", nil, Options{ListenAPI: "[::1]:0"}, "127.0.0.1:PORT"},
+		{"other loopback health", nil, Options{ListenHealth: "127.0.0.2:0"}, "127.0.0.1:PORT"},
+		{"other loopback broker", nil, Options{ListenMQTT: "127.0.0.2:0"}, "127.0.0.1:PORT"},
 		{"world-writable root", func(r string) { os.Chmod(r, 0o777) }, Options{}, "writable"},
 		{"group-writable KeeperStorage", func(r string) {
 			os.Mkdir(filepath.Join(r, "KeeperStorage"), 0o770)

@@ -2,10 +2,10 @@ package agent
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
+
+	"warden/pki"
 )
 
 // Folders of the agent root and the modes they are created with
@@ -56,16 +56,12 @@ func prepareRoot(root string) error {
 	return nil
 }
 
-// checkLoopback refuses any listen address that is not a loopback IP
-// literal: the agent exposes nothing to the network.
+// checkLoopback refuses any listen address but 127.0.0.1:PORT: the agent
+// exposes nothing to the network, and its three listeners follow one rule
+// (pki.CheckListenAddr), the broker's included.
 func checkLoopback(flag, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("--%s %q: %w", flag, addr, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("--%s %q: the agent listens on loopback addresses only (such as 127.0.0.1)", flag, addr)
+	if err := pki.CheckListenAddr(addr); err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
 	}
 	return nil
 }

@@ -157,12 +157,10 @@ func capabilities() *mqtt.Capabilities {
 	return c
 }
 
-// CheckAddr refuses any listen address but 127.0.0.1:PORT: the server
-// certificate names 127.0.0.1 and localhost, and the broker must never be
-// reachable from the network.
+// CheckAddr refuses any listen address but 127.0.0.1:PORT, the rule of
+// every listener of the agent (pki.CheckListenAddr).
 func CheckAddr(addr string) error {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || ap.Addr() != netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+	if err := pki.CheckListenAddr(addr); err != nil {
 		return fmt.Errorf("%w, not %q", ErrAddress, addr)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -19,7 +20,11 @@ import (
 // against the system roots, or only against caFile when one is given, a
 // few quick retries with jittered exponential backoff inside one call
 // (the sync loop backs off further between calls).
-func newHTTPClient(caFile string, logger *slog.Logger) (*retryablehttp.Client, error) {
+//
+// A server's Retry-After is honoured up to maxRetryAfter (the poll
+// interval for sync): a "Retry-After: 3600" must not stall polling for
+// hours (docs/bundles.md).
+func newHTTPClient(caFile string, logger *slog.Logger, maxRetryAfter func() time.Duration) (*retryablehttp.Client, error) {
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
@@ -34,14 +39,14 @@ func newHTTPClient(caFile string, logger *slog.Logger) (*retryablehttp.Client, e
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	c := retryablehttp.NewClient()
-	c.HTTPClient = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	c.HTTPClient = &http.Client{Transport: tr, Timeout: 60 * time.Second, CheckRedirect: checkRedirect}
 	c.RetryMax = 2
 	c.RetryWaitMin = 200 * time.Millisecond
 	c.RetryWaitMax = 2 * time.Second
 	c.Backoff = func(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 			if d := retryablehttp.DefaultBackoff(min, max, attempt, resp); d > min {
-				return d // the server's Retry-After
+				return capDuration(d, maxRetryAfter()) // the server's Retry-After
 			}
 		}
 		return jitter(min, max, attempt)
@@ -91,4 +96,24 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// checkRedirect follows a redirect only to a URL the backend rule allows:
+// a 307 from an https backend to plain http:// elsewhere would send the
+// registration token (in the body) in the clear.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if _, err := backendURL(req.URL.Scheme + "://" + req.URL.Host); err != nil {
+		return fmt.Errorf("redirect to %s refused: %w", req.URL.Redacted(), err)
+	}
+	return nil
+}
+
+func capDuration(d, limit time.Duration) time.Duration {
+	if limit > 0 && d > limit {
+		return limit
+	}
+	return d
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -53,7 +54,7 @@ func Register(ctx context.Context, store *state.Store, aw *audit.Writer, opts Re
 	if opts.Machine == "" {
 		opts.Machine, _ = os.Hostname()
 	}
-	client, err := newHTTPClient(opts.CAFile, nil)
+	client, err := newHTTPClient(opts.CAFile, nil, func() time.Duration { return time.Minute })
 	if err != nil {
 		return nil, err
 	}
@@ -92,16 +93,35 @@ func Register(ctx context.Context, store *state.Store, aw *audit.Writer, opts Re
 	return reg, err
 }
 
-// backendURL checks a backend base URL and drops a trailing slash.
+// ErrPlainHTTP refuses a plain http:// backend that is not on loopback:
+// the registration token and the agent's credential would travel in the
+// clear.
+var ErrPlainHTTP = errors.New("credentials never travel in the clear: use https:// (plain http:// only to a loopback address)")
+
+// backendURL checks a backend base URL and drops a trailing slash. Plain
+// http:// is for a backend on this machine (tests, a local mirror):
+// an IP literal on loopback or "localhost", which resolves from
+// /etc/hosts that only root can change.
 func backendURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("backend URL %q: want http(s)://host[/path]", raw)
+		return "", fmt.Errorf("backend URL %q: want https://host[/path]", raw)
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("backend URL must not carry credentials")
 	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return "", fmt.Errorf("backend URL %q: %w", raw, ErrPlainHTTP)
+	}
 	return strings.TrimRight(u.String(), "/"), nil
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // redact keeps a secret out of an error message.

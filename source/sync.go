@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -47,11 +49,20 @@ type Sync struct {
 	uploadEvery time.Duration
 	batch       int
 
+	// pollEvery is the poll interval in effect, the cap on a backend's
+	// Retry-After.
+	pollEvery atomic.Int64
+
 	mu        sync.Mutex
 	client    *retryablehttp.Client
 	clientFor string // caFile the client was built for
 	etag      string
 	etagURL   string
+	// refused is the SHA-256 of the last bundle the pipeline refused, with
+	// the refusal: a backend that sends no ETag serves the same bytes on
+	// every poll, and they are refused and audited once, not every poll.
+	refused    [sha256.Size]byte
+	refusedErr error
 }
 
 // NewSync syncs store with the backend named in its Settings or
@@ -118,6 +129,7 @@ func (s *Sync) endpoint() (*endpoint, error) {
 	if s.poll > 0 {
 		ep.poll = s.poll
 	}
+	s.pollEvery.Store(int64(ep.poll))
 	return ep, nil
 }
 
@@ -127,13 +139,26 @@ func (s *Sync) httpClient(ep *endpoint) (*retryablehttp.Client, error) {
 	if s.client != nil && s.clientFor == ep.caFile {
 		return s.client, nil
 	}
-	c, err := newHTTPClient(ep.caFile, s.log)
+	c, err := newHTTPClient(ep.caFile, s.log, s.retryCap)
 	if err != nil {
 		return nil, err
 	}
 	c.RetryWaitMin = min(c.RetryWaitMin, s.minBackoff)
 	s.client, s.clientFor = c, ep.caFile
 	return c, nil
+}
+
+// retryCap is the longest a backend's Retry-After may hold a request: the
+// poll interval (and, in tests, the shortened backoff ceiling).
+func (s *Sync) retryCap() time.Duration {
+	d := time.Duration(s.pollEvery.Load())
+	if d <= 0 {
+		d = time.Duration(schema.DefaultPollSeconds) * time.Second
+	}
+	if s.maxBackoff > 0 {
+		d = min(d, s.maxBackoff)
+	}
+	return d
 }
 
 func (ep *endpoint) agentID() string {
@@ -159,7 +184,9 @@ type PollResult struct {
 // Poll asks the backend once for the group's bundle and applies it when
 // it is new. An unchanged bundle costs one request answered 304 and no
 // store write. A refused bundle is audited once; its ETag is remembered so
-// the same bytes are not fetched and refused again. The error is for
+// the same bytes are not fetched again, and its digest, so that a backend
+// without ETags (a plain file server) does not have them refused and
+// audited again on every poll. The error is for
 // failures worth backing off for (network, backend, store).
 func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
 	ep, err := s.endpoint()
@@ -211,6 +238,11 @@ func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
 		s.remember(u, etag)
 		return PollResult{Status: "unchanged"}, nil
 	}
+	sum := sha256.Sum256(data)
+	if err := s.refusedBefore(sum); err != nil {
+		s.remember(u, etag)
+		return PollResult{Status: "refused", Err: err}, nil
+	}
 	m, err := s.p.Apply(ctx, data, "backend")
 	switch {
 	case err == nil:
@@ -218,10 +250,24 @@ func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
 		return PollResult{Status: "applied", Meta: m}, nil
 	case Refused(err):
 		s.remember(u, etag)
+		s.mu.Lock()
+		s.refused, s.refusedErr = sum, err
+		s.mu.Unlock()
 		return PollResult{Status: "refused", Err: err}, nil
 	default:
 		return PollResult{}, err
 	}
+}
+
+// refusedBefore returns the refusal of the bundle with digest sum when it
+// is the one refused last (already audited), else nil.
+func (s *Sync) refusedBefore(sum [sha256.Size]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refusedErr != nil && s.refused == sum {
+		return s.refusedErr
+	}
+	return nil
 }
 
 func (s *Sync) remember(u, etag string) {

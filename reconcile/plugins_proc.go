@@ -89,7 +89,7 @@ func (p *Plugins) wait(pl *plugin, pr *proc) {
 	p.drainLogs(pr)
 
 	pl.mu.Lock()
-	exit.Stopped, exit.Hung = pr.stopReason != "", pr.hung
+	exit.Stopped, exit.Hung, exit.Ran = pr.stopReason != "", pr.hung, at.Sub(pr.started)
 	dec := pl.tracker.Next(exit)
 	why := pr.stopReason
 	pl.proc, pl.lastExit, pl.exitWhy, pl.after, pl.nextAt, pl.lastPID = nil, &exit, why, &dec, at.Add(dec.Delay), pr.pid

@@ -23,6 +23,11 @@ const (
 	DefaultRestartMaxDelay = time.Minute
 	DefaultRestartAttempts = 5
 	DefaultRestartWindow   = 10 * time.Minute
+	// StableRun is how long a run must last to count as healthy: the
+	// restart after a healthy run is immediate and starts a new restart
+	// history, so backoff and giving up apply only to repeated failures
+	// (as Kubernetes forgets a CrashLoopBackOff after a healthy run).
+	StableRun = 10 * time.Second
 )
 
 // Reasons a RestartDecision gives.
@@ -71,6 +76,8 @@ type Exit struct {
 	Code   int    // exit code; -1 when killed by a signal
 	Signal string // "SIGKILL", ... when killed by a signal
 	Hung   bool   // killed by the supervisor for missing heartbeats
+	// Ran is how long the run lasted (zero when unknown).
+	Ran time.Duration
 	// Stopped says the supervisor ended the run on purpose (document
 	// changed or removed, restart requested, certificate renewal, agent
 	// stopping): not a failure and not counted.
@@ -127,6 +134,12 @@ func (t *restartTracker) Next(e Exit) RestartDecision {
 		return RestartDecision{Reason: ReasonPolicyNever, Detail: e.String()}
 	case p.Mode == RestartOnFailure && !e.Failed():
 		return RestartDecision{Reason: ReasonExitedCleanly, Detail: e.String()}
+	}
+	if e.Ran >= StableRun && !e.Hung && p.Attempts > 0 {
+		t.restarts = t.restarts[:0]
+		t.restarts = append(t.restarts, e.At)
+		return RestartDecision{Restart: true, Reason: ReasonRestart,
+			Detail: fmt.Sprintf("restart at once after a healthy run of %s", e.Ran.Round(time.Second))}
 	}
 	t.prune(e.At)
 	n := len(t.restarts)

@@ -95,6 +95,23 @@ func TestRestartTracker(t *testing.T) {
 			{Exit{At: at(0), Code: -1, Signal: "SIGKILL", Hung: true, Stopped: true}, restart(100 * time.Millisecond)},
 			{Exit{At: at(1), Code: -1, Signal: "SIGKILL", Hung: true, Stopped: true}, giveUp},
 		}},
+		{"after a healthy run the restart is immediate and the history starts again", base, []step{
+			{crash(0), restart(100 * time.Millisecond)},
+			{crash(time.Second), restart(200 * time.Millisecond)},
+			{Exit{At: at(30 * time.Second), Code: -1, Signal: "SIGKILL", Ran: StableRun}, restart(0)},
+			{crash(31 * time.Second), restart(200 * time.Millisecond)},
+			{crash(32 * time.Second), restart(400 * time.Millisecond)},
+			{crash(33 * time.Second), giveUp},
+		}},
+		{"a short run is not healthy", base, []step{
+			{Exit{At: at(0), Code: 3, Ran: StableRun - time.Millisecond}, restart(100 * time.Millisecond)},
+		}},
+		{"a hung plugin's long run is not healthy", base, []step{
+			{Exit{At: at(0), Code: -1, Signal: "SIGKILL", Hung: true, Ran: time.Hour}, restart(100 * time.Millisecond)},
+		}},
+		{"maxRestarts 0 gives up even after a healthy run", with(func(p *RestartPolicy) { p.Attempts = 0 }), []step{
+			{Exit{At: at(0), Code: 3, Ran: time.Hour}, giveUp},
+		}},
 		{"maxRestarts 0 gives up at the first failure", with(func(p *RestartPolicy) { p.Mode = RestartAlways; p.Attempts = 0 }), []step{
 			{crash(0), giveUp},
 		}},

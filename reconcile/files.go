@@ -53,6 +53,17 @@ type statIdentity struct {
 // its stat is not trusted (git's "racy clean" problem).
 const racyWindow = 100 * time.Millisecond
 
+// forgetStats drops the stat cache, so the next reconcile of every file
+// reads and hashes it. The periodic resync does this: the cache trusts
+// that an unchanged inode, size and change time mean unchanged bytes,
+// which someone who can set the clock or write below the filesystem
+// could fake, so at least once a period the content itself is verified.
+func (f *Files) forgetStats() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = nil
+}
+
 func (f *Files) invalidate() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

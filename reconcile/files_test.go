@@ -1,11 +1,13 @@
 package reconcile
 
 import (
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"warden/audit"
 	"warden/state"
@@ -177,4 +179,42 @@ func outside(t testing.TB, p string) string {
 	t.Helper()
 	dir := filepath.Dir(filepath.Dir(filepath.Dir(p))) // parent of the root
 	return filepath.Join(dir, "tmp-"+filepath.Base(p))
+}
+
+// The periodic resync verifies content, not the stat cache: a cache entry
+// whose stat still matches but whose hash is wrong (what a faked change
+// time would leave) is read again at the next period, instead of being
+// trusted. With the poisoned entry trusted, the resync would "restore" a
+// file that is right.
+func TestPeriodicResyncHashesContent(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ResyncInterval = 300 * time.Millisecond })
+	e.start()
+	rel := e.denyNetcat()
+	time.Sleep(racyWindow + 50*time.Millisecond) // past the racy window
+	e.m.Resync()
+	f := e.m.files
+	e.waitFor("stat cached", func() bool { f.mu.Lock(); defer f.mu.Unlock(); _, ok := f.seen[rel]; return ok })
+	e.waitQuiet()
+	writes := totalWrites(t, e)
+	right := sha256.Sum256([]byte(readFile(e.path(rel))))
+
+	f.mu.Lock()
+	id := f.seen[rel]
+	id.sum = sha256.Sum256([]byte("what the cache wrongly believes"))
+	f.seen[rel] = id
+	f.mu.Unlock()
+
+	e.waitFor("content hashed again", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		got, ok := f.seen[rel]
+		return ok && got.sum == right
+	})
+	e.waitQuiet()
+	if got := totalWrites(t, e); got != writes {
+		t.Errorf("the periodic resync rewrote a file that was right: %v writes", got-writes)
+	}
+	if n := len(e.events(audit.DriftDetected)); n != 0 {
+		t.Errorf("drift reported for a file that was right: %+v", e.drift())
+	}
 }

@@ -304,6 +304,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.files.invalidate()
 			m.resyncAll(ctx)
 		case <-tick.C:
+			m.files.forgetStats() // verify content, not stats, once a period
 			m.resyncAll(ctx)
 			m.pruneDrift()
 		case <-m.resyncCh:

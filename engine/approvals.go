@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"crypto/rand"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"time"
 
 	"warden/audit"
@@ -17,52 +18,79 @@ import (
 	"warden/state"
 )
 
-// Approval lifetimes (issue 7): a pending request expires after 30
-// minutes; an approval can be used for 24 hours.
+// Approval lifetimes: a pending request expires after 30 minutes; an
+// approval can be used for 24 hours, for the request it names only.
 const (
 	pendingFor = 30 * time.Minute
 	usableFor  = 24 * time.Hour
 )
 
+// Approval states. ApprovalExpired is never stored: WaitApproval reports
+// it for a request nobody decided in time.
 const (
 	approvalPending  = "pending"
 	approvalApproved = "approved"
 	approvalDenied   = "denied"
+	ApprovalExpired  = "expired"
 )
 
 // Errors of Decide.
 var (
 	ErrNoApproval     = errors.New("no such pending approval")
 	ErrNotAnApprover  = errors.New("not an approver for this policy")
+	ErrOwnRequest     = errors.New("a requester may not decide their own request")
 	ErrAlreadyDecided = errors.New("approval already decided")
 )
 
-// Approval is a request waiting for (or decided by) an approver.
+// Approval is a request waiting for (or decided by) an approver. It binds
+// the exact request: user, machine, action, executable path and SHA-256,
+// full command line and target; a decision covers that request and nothing
+// else.
 type Approval struct {
-	ID          string    `json:"id"`
-	Fingerprint string    `json:"fingerprint"`
-	User        string    `json:"user"`
-	Machine     string    `json:"machine,omitempty"`
-	Action      string    `json:"action"`
-	Application string    `json:"application,omitempty"`
-	Target      string    `json:"target,omitempty"`
-	Policy      string    `json:"policy"`
-	Approvers   []string  `json:"approvers"`
-	State       string    `json:"state"`
-	CreatedAt   time.Time `json:"createdAt"`
-	ExpiresAt   time.Time `json:"expiresAt"`
-	DecidedBy   string    `json:"decidedBy,omitempty"`
-	DecidedAt   time.Time `json:"decidedAt,omitzero"`
+	ID          string `json:"id"`
+	Fingerprint string `json:"fingerprint"`
+	User        string `json:"user"`
+	UID         uint32 `json:"uid,omitempty"`
+	// Attested is true when the kernel vouched for User (the user
+	// socket). An approval of a request made over HTTP never satisfies an
+	// attested request, and the reverse.
+	Attested      bool      `json:"attested,omitempty"`
+	RequestedBy   string    `json:"requestedBy"` // the caller's identity
+	Machine       string    `json:"machine,omitempty"`
+	Action        string    `json:"action"`
+	Application   string    `json:"application,omitempty"`
+	SHA256        string    `json:"sha256,omitempty"`
+	CommandLine   string    `json:"commandLine,omitempty"`
+	Target        string    `json:"target,omitempty"`
+	Write         bool      `json:"write,omitempty"`
+	Justification string    `json:"justification,omitempty"`
+	Policy        string    `json:"policy"`
+	Approvers     []string  `json:"approvers"` // users, and groups as %group
+	State         string    `json:"state"`
+	CreatedAt     time.Time `json:"createdAt"`
+	ExpiresAt     time.Time `json:"expiresAt"`
+	DecidedBy     string    `json:"decidedBy,omitempty"` // "uid:N (name)" or "admin/NAME"
+	DecidedAt     time.Time `json:"decidedAt,omitzero"`
+	Reason        string    `json:"reason,omitempty"` // the approver's
 }
 
-// fingerprint identifies "the same request again": who, where, what.
-func fingerprint(req *policy.Request) string {
+// fingerprint identifies "the same request again": who (and whether the
+// kernel vouched for it), where, what, with which executable, command line
+// and target.
+func fingerprint(c Caller, req *policy.Request) string {
 	h := sha256.New()
-	target := ""
+	target, write, who := "", "", "http"
 	if req.Target != nil {
 		target = req.Target.Path
+		if req.Target.Write {
+			write = "w"
+		}
 	}
-	for _, s := range []string{req.User, req.Machine, req.Action, req.Application.Path, req.Application.SHA256, target} {
+	if c.Attested() {
+		who = "uid:" + strconv.FormatUint(uint64(c.UID), 10)
+	}
+	for _, s := range []string{who, req.User, req.Machine, req.Action, req.Application.Path,
+		req.Application.SHA256, req.Application.CommandLine, target, write} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -88,45 +116,112 @@ func (e *Engine) findApproval(fp string, now time.Time) (*Approval, error) {
 	return &a, nil
 }
 
-// approversFor lists the users of every Approver document covering policy.
-func (e *Engine) approversFor(policyID string) []string {
-	var users []string
+// approvers are the users and groups of every Approver document covering
+// a policy.
+type approvers struct{ users, groups []string }
+
+func (e *Engine) approversFor(policyID string) approvers {
+	var ap approvers
 	for _, d := range e.opts.Store.Current().OfKind(schema.KindApprover) {
 		sp := d.Approver()
 		for _, pat := range sp.Policies {
 			if ok, _ := path.Match(pat, policyID); ok {
-				users = append(users, sp.Users...)
+				ap.users = append(ap.users, sp.Users...)
+				ap.groups = append(ap.groups, sp.Groups...)
 				break
 			}
 		}
 	}
-	slices.Sort(users)
-	return slices.Compact(users)
+	slices.Sort(ap.users)
+	slices.Sort(ap.groups)
+	ap.users, ap.groups = slices.Compact(ap.users), slices.Compact(ap.groups)
+	return ap
 }
 
-func (e *Engine) createApproval(req *policy.Request, fp string, d *policy.Decision, now time.Time) (string, error) {
-	var b [9]byte
-	rand.Read(b[:])
+// list is the approvers as shown: users, then groups as %group.
+func (ap approvers) list() []string {
+	out := slices.Clone(ap.users)
+	for _, g := range ap.groups {
+		out = append(out, "%"+g)
+	}
+	return out
+}
+
+// covers reports whether a user caller is one of the approvers, by name
+// or through one of the groups the agent resolved for it.
+func (ap approvers) covers(c Caller) bool {
+	if c.Kind != CallerUser {
+		return false
+	}
+	if slices.Contains(ap.users, c.Name) {
+		return true
+	}
+	for _, g := range c.Groups {
+		if slices.Contains(ap.groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) createApproval(ctx context.Context, c Caller, req *policy.Request, id, fp string, d *policy.Decision, now time.Time) error {
 	pol := d.EnforcedBy
 	if pol == "" {
 		pol = d.Policy
 	}
-	a := Approval{ID: hex.EncodeToString(b[:]), Fingerprint: fp, User: req.User, Machine: req.Machine,
-		Action: req.Action, Application: req.Application.Path, Policy: pol, Approvers: e.approversFor(pol),
-		State: approvalPending, CreatedAt: now.UTC(), ExpiresAt: now.Add(pendingFor).UTC()}
+	a := Approval{ID: id, Fingerprint: fp, User: req.User, Attested: c.Attested(), RequestedBy: c.Identity(),
+		Machine: req.Machine, Action: req.Action, Application: req.Application.Path, SHA256: req.Application.SHA256,
+		CommandLine: req.Application.CommandLine, Justification: req.Justification, Policy: pol,
+		Approvers: e.approversFor(pol).list(), State: approvalPending, CreatedAt: now.UTC(), ExpiresAt: now.Add(pendingFor).UTC()}
+	if c.Attested() {
+		a.UID = c.UID
+	}
 	if req.Target != nil {
-		a.Target = req.Target.Path
+		a.Target, a.Write = req.Target.Path, req.Target.Write
+	}
+	if err := e.audit(ctx, audit.Event{Type: audit.ApprovalRequested, Component: "engine",
+		UserInfo: requestUserInfo(c, req), TargetInfo: approvalTarget(&a),
+		Details: approvalDetails(&a)}); err != nil {
+		return err
 	}
 	if err := e.opts.Store.PutMany(state.Approvals, map[string]any{a.ID: a, fpKey(fp): a.ID}); err != nil {
-		return "", err
+		return err
 	}
-	return a.ID, nil
+	e.approvalsChanged()
+	return nil
 }
 
-// Decide approves or denies a pending approval as approver, who must be
-// listed by an Approver document covering the policy. Audited as
-// ADMIN_ACTION.
-func (e *Engine) Decide(id, approver string, approve bool) (Approval, error) {
+func approvalTarget(a *Approval) *audit.TargetInfo {
+	t := &audit.TargetInfo{Kind: "approval", ID: a.ID, Path: a.Application, Hash: a.SHA256}
+	if a.Target != "" {
+		t.Path = a.Target
+	}
+	return t
+}
+
+func approvalDetails(a *Approval) map[string]any {
+	d := map[string]any{"policy": a.Policy, "action": a.Action, "machine": a.Machine, "state": a.State,
+		"requestedBy": a.RequestedBy, "attested": a.Attested, "expiresAt": a.ExpiresAt}
+	if a.CommandLine != "" {
+		d["commandLine"] = a.CommandLine
+	}
+	if a.Justification != "" {
+		d["justification"] = a.Justification
+	}
+	return d
+}
+
+// Decide approves or denies a pending approval as caller c:
+//   - a user caller must be named, directly or through one of its groups,
+//     by an Approver document covering the policy, and must not be the
+//     requester;
+//   - an admin (certificate) may decide any approval, and the decision is
+//     recorded as the certificate's identity;
+//   - a plugin may decide none.
+//
+// Every refusal is audited as AUTHORIZATION_FAILED naming the would-be
+// approver; a decision is audited as APPROVAL_DECIDED before it is stored.
+func (e *Engine) Decide(ctx context.Context, c Caller, id string, approve bool, reason string) (Approval, error) {
 	// One decision at a time: read, check pending, write must not
 	// interleave, or two approvers could both decide one request.
 	e.decideMu.Lock()
@@ -140,28 +235,76 @@ func (e *Engine) Decide(id, approver string, approve bool) (Approval, error) {
 	if !ok || (a.State == approvalPending && now.After(a.ExpiresAt)) {
 		return a, ErrNoApproval
 	}
+	if err := e.mayDecide(c, &a); err != nil {
+		if aerr := e.audit(ctx, audit.Event{Type: audit.AuthorizationFailed, Severity: audit.Warning, Component: "engine",
+			UserInfo: c.userInfo(), TargetInfo: approvalTarget(&a),
+			Details: map[string]any{"approver": c.String(), "reason": err.Error(), "policy": a.Policy,
+				"requester": a.User}}); aerr != nil {
+			return a, aerr
+		}
+		return a, err
+	}
 	if a.State != approvalPending {
 		return a, ErrAlreadyDecided
 	}
-	if !slices.Contains(e.approversFor(a.Policy), approver) {
-		return a, fmt.Errorf("%w: %s may not decide for policy %s", ErrNotAnApprover, approver, a.Policy)
-	}
-	a.State, a.DecidedBy, a.DecidedAt = approvalDenied, approver, now.UTC()
+	a.State, a.DecidedBy, a.DecidedAt, a.Reason = approvalDenied, c.String(), now.UTC(), reason
 	if approve {
 		a.State, a.ExpiresAt = approvalApproved, now.Add(usableFor).UTC()
+	}
+	details := approvalDetails(&a)
+	details["decidedBy"] = a.DecidedBy
+	if reason != "" {
+		details["reason"] = reason
+	}
+	if err := e.audit(ctx, audit.Event{Type: audit.ApprovalDecided, Component: "engine",
+		UserInfo: c.userInfo(), TargetInfo: approvalTarget(&a), Details: details}); err != nil {
+		return a, err
 	}
 	if err := e.opts.Store.Put(state.Approvals, a.ID, a); err != nil {
 		return a, err
 	}
-	e.opts.Audit.Emit(audit.Event{Type: audit.AdminAction, Component: "engine",
-		UserInfo:   &audit.UserInfo{User: a.User},
-		TargetInfo: &audit.TargetInfo{Kind: "approval", ID: a.ID, Path: a.Application},
-		Details:    map[string]any{"action": "approval " + a.State, "approver": approver, "policy": a.Policy}})
+	e.approvalsChanged()
 	return a, nil
 }
 
-// Approvals lists the stored approvals (fingerprint index entries left out).
-func (e *Engine) Approvals() ([]Approval, error) {
+// mayDecide is Decide's rule of who may decide a.
+func (e *Engine) mayDecide(c Caller, a *Approval) error {
+	switch c.Kind {
+	case CallerAdmin:
+		return nil
+	case CallerUser:
+		if a.User == c.Name || (a.Attested && a.UID == c.UID) {
+			return ErrOwnRequest
+		}
+		if e.approversFor(a.Policy).covers(c) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s may not decide for policy %s", ErrNotAnApprover, c, a.Policy)
+}
+
+// ApprovalsFor lists what c may see: for an admin every stored approval;
+// for a user the pending ones it may decide plus its own requests; for a
+// plugin nothing.
+func (e *Engine) ApprovalsFor(c Caller) ([]Approval, error) {
+	all, err := e.approvals()
+	if err != nil || c.Kind == CallerAdmin {
+		return all, err
+	}
+	now := e.opts.Now()
+	return slices.DeleteFunc(all, func(a Approval) bool {
+		if c.Kind != CallerUser {
+			return true
+		}
+		if a.Attested && a.UID == c.UID {
+			return false
+		}
+		return a.State != approvalPending || now.After(a.ExpiresAt) || e.mayDecide(c, &a) != nil
+	}), nil
+}
+
+// approvals lists the stored approvals (fingerprint index entries left out).
+func (e *Engine) approvals() ([]Approval, error) {
 	var out []Approval
 	err := e.opts.Store.List(state.Approvals, func(key string, v json.RawMessage) error {
 		if len(key) > 3 && key[:3] == "fp/" {
@@ -176,4 +319,53 @@ func (e *Engine) Approvals() ([]Approval, error) {
 	})
 	slices.SortFunc(out, func(a, b Approval) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
+}
+
+// WaitApproval returns approval id once it is decided, or with State
+// ApprovalExpired once its pending time is over, or ctx's error when ctx
+// ends first.
+func (e *Engine) WaitApproval(ctx context.Context, id string) (Approval, error) {
+	for {
+		changed := e.approvalsChange()
+		var a Approval
+		ok, err := e.opts.Store.Get(state.Approvals, id, &a)
+		if err != nil {
+			return a, err
+		}
+		if !ok {
+			return a, ErrNoApproval
+		}
+		if a.State != approvalPending {
+			return a, nil
+		}
+		left := a.ExpiresAt.Sub(e.opts.Now())
+		if left <= 0 {
+			a.State = ApprovalExpired
+			return a, nil
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return a, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// approvalsChange returns a channel closed at the next change of any
+// approval.
+func (e *Engine) approvalsChange() <-chan struct{} {
+	e.changeMu.Lock()
+	defer e.changeMu.Unlock()
+	return e.changed
+}
+
+func (e *Engine) approvalsChanged() {
+	e.changeMu.Lock()
+	defer e.changeMu.Unlock()
+	close(e.changed)
+	e.changed = make(chan struct{})
 }

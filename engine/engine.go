@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,12 +25,19 @@ import (
 // ErrRateLimited is returned when a source's wait queue is full (HTTP 429).
 var ErrRateLimited = errors.New("rate limited: too many requests from this source")
 
+// ErrAuditUnavailable is returned when an event that must be stored before
+// its action happens could not be: the action did not happen (HTTP 503).
+var ErrAuditUnavailable = errors.New("audit unavailable")
+
 // Options wires an Engine.
 type Options struct {
 	Store  *state.Store
 	Audit  *audit.Writer
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Machine is this machine's name, the machine of every request made
+	// over the user socket (default os.Hostname).
+	Machine string
+	Now     func() time.Time
 	// Sleep waits d for a rate-limited request's turn (default: a timer
 	// that ctx can cut short). Tests inject their clock's.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -49,12 +57,13 @@ type Engine struct {
 	rate    schema.RateLimit      // settings the limiter was built with
 	brk     schema.CircuitBreaker // settings the breaker was built with
 
-	mfaMu    sync.Mutex
-	verified map[string]time.Time // user -> last successful TOTP check
-	lastStep map[string]int64     // user -> last TOTP step used (no replay)
+	mfaMu sync.Mutex // serializes each user's MFA check: read, verify, record
 
 	grants   *grantTimer
 	decideMu sync.Mutex // serializes approval decisions
+
+	changeMu sync.Mutex
+	changed  chan struct{} // closed and replaced when an approval changes
 }
 
 // New compiles the current generation's policies.
@@ -68,8 +77,10 @@ func New(opts Options) (*Engine, error) {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
-	e := &Engine{opts: opts, log: opts.Logger.With("component", "engine"),
-		verified: map[string]time.Time{}, lastStep: map[string]int64{}}
+	if opts.Machine == "" {
+		opts.Machine, _ = os.Hostname()
+	}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "engine"), changed: make(chan struct{})}
 	e.grants = newGrantTimer(e)
 	if err := e.load(); err != nil {
 		// Start denying everything rather than not start: no policy in

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"warden/audit"
@@ -14,51 +15,54 @@ import (
 type Result struct {
 	policy.Decision
 	// ApprovalID names the pending approval an approval decision created
-	// (or found); approvers act on it with POST /api/v1/approvals/{id}/approve.
+	// (or found); approvers act on it with `warden approvals approve ID`.
 	ApprovalID string `json:"approvalId,omitempty"`
 	// GrantID and GrantExpiresAt describe the time-limited grant an allow
-	// with durationSeconds created.
+	// created. Only attested (user socket) requests get grants.
 	GrantID        string     `json:"grantId,omitempty"`
 	GrantExpiresAt *time.Time `json:"grantExpiresAt,omitempty"`
-	// MFA says whether an MFA code was given and whether it verified.
-	MFA string `json:"mfa,omitempty"`
+	// MFA says what became of an MFA code the request carried: verified,
+	// failed or locked (the user's MFA is locked until MFALockedUntil).
+	// A code is only checked when the decision asks for MFA.
+	MFA            string     `json:"mfa,omitempty"`
+	MFALockedUntil *time.Time `json:"mfaLockedUntil,omitempty"`
 }
 
-// Evaluate answers req. It waits its turn when the source is over its rate
-// (in order, bounded by ctx) and returns ErrRateLimited when the source's
-// queue is full. Every answer is audited as POLICY_EVALUATION.
-func (e *Engine) Evaluate(ctx context.Context, req *policy.Request, explain bool) (Result, error) {
+// Evaluate answers req for caller c. For a user caller the request's user
+// and groups are the caller's and its machine is this one, whatever req
+// said. explain (the filters that did and did not match) is honoured for
+// admins only.
+//
+// Evaluate waits its turn when a source key is over its rate (in order,
+// bounded by ctx) and returns ErrRateLimited when a key's queue is full
+// (see sourceKeys). Every answer is audited as POLICY_EVALUATION naming
+// the caller; when that event cannot be stored Evaluate returns the error
+// and nothing it decided takes effect.
+func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, explain bool) (Result, error) {
+	if c.Kind == CallerUser {
+		req.User, req.Groups, req.Machine = c.Name, c.Groups, e.opts.Machine
+	}
+	req.MFAVerified, req.Approved = false, false
+	explain = explain && c.Kind == CallerAdmin
 	now := e.opts.Now()
-	key := req.SourceKey()
-	if ok, until := e.breaker.Load().Allow(key, now); !ok {
+	keys := sourceKeys(c, req)
+	if until, open := e.circuitOpen(keys, now); open {
 		r := Result{Decision: policy.CircuitOpen()}
 		r.Reason = policy.ReasonCircuitOpen + " until " + until.UTC().Format(time.RFC3339)
-		e.auditDecision(req, &r)
-		return r, nil
+		return r, e.auditDecision(ctx, c, req, &r)
 	}
-	res := e.limiter.Load().Reserve(key, now)
-	if res.Audit {
-		e.opts.Audit.Emit(audit.Event{Type: audit.RateLimited, Severity: audit.Warning, Component: "engine",
-			UserInfo: userInfo(req), Details: map[string]any{"source": key, "queued": res.OK}})
+	wait, err := e.reserve(ctx, c, req, keys, now)
+	if err != nil {
+		return Result{}, err
 	}
-	if !res.OK {
-		return Result{}, ErrRateLimited
-	}
-	if res.Wait > 0 {
-		if err := e.opts.Sleep(ctx, res.Wait); err != nil {
+	if wait > 0 {
+		if err := e.opts.Sleep(ctx, wait); err != nil {
 			return Result{}, err
 		}
 		now = e.opts.Now()
 	}
 
 	var r Result
-	if req.MFACode != "" {
-		r.MFA = "failed"
-		if e.checkMFA(req.User, req.MFACode, now) {
-			r.MFA = "verified"
-		}
-	}
-	req.MFAVerified = e.mfaFresh(req.User, now)
 	ix := e.index.Load()
 	decide := func() {
 		if explain {
@@ -74,35 +78,61 @@ func (e *Engine) Evaluate(ctx context.Context, req *policy.Request, explain bool
 	// not change them.
 	var fp string
 	var approval *Approval
-	if r.Decision.Decision == policy.Approval || r.Effective == policy.Approval {
-		fp = fingerprint(req)
+	if asks(&r.Decision, policy.Approval) {
+		fp = fingerprint(c, req)
 		approval, _ = e.findApproval(fp, now)
 		if approval != nil && approval.State == approvalApproved {
 			req.Approved = true
 			decide()
 		}
 	}
-	if e.breaker.Load().Record(key, r.Failed(), now) {
-		e.opts.Audit.Emit(audit.Event{Type: audit.CircuitOpen, Severity: audit.Warning, Component: "engine",
-			UserInfo: userInfo(req), Details: map[string]any{"source": key}})
+	// A code is checked only when the decision asks for MFA: then it
+	// satisfies this evaluation, and nothing after it.
+	if asks(&r.Decision, policy.MFA) && req.MFACode != "" {
+		verified, err := e.checkMFA(ctx, c, req, &r, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if verified {
+			req.MFAVerified = true
+			decide()
+		}
 	}
+	if e.recordOutcome(keys, r.Failed(), now) {
+		if err := e.audit(ctx, audit.Event{Type: audit.CircuitOpen, Severity: audit.Warning, Component: "engine",
+			UserInfo: requestUserInfo(c, req), Details: map[string]any{"sources": keys}}); err != nil {
+			return Result{}, err
+		}
+	}
+	var newApproval bool
+	var grant *Grant
 	switch {
 	case r.Effective == policy.Approval:
 		if approval != nil && approval.State == approvalPending {
 			r.ApprovalID = approval.ID
-		} else if id, err := e.createApproval(req, fp, &r.Decision, now); err == nil {
-			r.ApprovalID = id
 		} else {
-			e.log.Error("store pending approval", "err", err)
+			r.ApprovalID, newApproval = newID(), true
 		}
-	case r.Effective == policy.Allow && r.DurationSeconds > 0:
-		if g, err := e.grant(req, &r.Decision, now); err == nil {
-			r.GrantID, r.GrantExpiresAt = g.ID, &g.ExpiresAt
-		} else {
-			e.log.Error("store grant", "err", err)
+	case r.Effective == policy.Allow && c.Attested():
+		if secs := grantSeconds(req, &r.Decision); secs > 0 {
+			grant = e.newGrant(c, req, &r.Decision, now, secs)
+			r.GrantID, r.GrantExpiresAt = grant.ID, &grant.ExpiresAt
 		}
 	}
-	e.auditDecision(req, &r)
+	// The evaluation is on disk before anything it decided happens.
+	if err := e.auditDecision(ctx, c, req, &r); err != nil {
+		return Result{}, err
+	}
+	if newApproval {
+		if err := e.createApproval(ctx, c, req, r.ApprovalID, fp, &r.Decision, now); err != nil {
+			return Result{}, fmt.Errorf("approval request: %w", err)
+		}
+	}
+	if grant != nil {
+		if err := e.storeGrant(ctx, c, req, *grant); err != nil {
+			return Result{}, fmt.Errorf("grant: %w", err)
+		}
+	}
 	if r.Notify && e.opts.Notify != nil {
 		payload, _ := json.Marshal(map[string]any{"type": "policy", "user": req.User, "machine": req.Machine,
 			"application": req.Application.Path, "decision": r.Decision.Decision, "policy": r.Policy, "time": now.UTC()})
@@ -111,21 +141,68 @@ func (e *Engine) Evaluate(ctx context.Context, req *policy.Request, explain bool
 	return r, nil
 }
 
-func userInfo(req *policy.Request) *audit.UserInfo {
-	return &audit.UserInfo{User: req.User, Groups: req.Groups, SessionID: req.SessionID}
+// asks reports whether d, enforced or in monitor mode, answers control.
+func asks(d *policy.Decision, control string) bool {
+	return d.Decision == control || d.Effective == control
 }
 
-func (e *Engine) auditDecision(req *policy.Request, r *Result) {
+// grantSeconds is how long the grant of an allowed request lasts: the
+// shorter of the policy's durationSeconds and what the request asked for.
+// A file access request under a policy without a duration gets what it
+// asked for (DefaultAccessSeconds when it asked nothing); an elevation
+// under such a policy gets no grant (the command runs now, and that is
+// all).
+func grantSeconds(req *policy.Request, d *policy.Decision) int {
+	pol, asked := d.DurationSeconds, req.RequestedSeconds
+	if req.Action == policy.ActionFileAccess && pol == 0 {
+		if asked == 0 {
+			asked = policy.DefaultAccessSeconds
+		}
+		return min(asked, policy.MaxGrantSeconds)
+	}
+	if asked > 0 && asked < pol {
+		return asked
+	}
+	return pol
+}
+
+// requestUserInfo names the caller and, for certificate callers, the user
+// the request is about (which only the caller vouches for).
+func requestUserInfo(c Caller, req *policy.Request) *audit.UserInfo {
+	ui := c.userInfo()
+	if c.Kind != CallerUser {
+		ui.User, ui.Groups = req.User, req.Groups
+	}
+	ui.SessionID = req.SessionID
+	return ui
+}
+
+// audit stores ev and returns an error when it could not be: the action it
+// records must then not happen.
+func (e *Engine) audit(ctx context.Context, ev audit.Event) error {
+	if _, err := e.opts.Audit.Write(ctx, ev); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrAuditUnavailable, ev.Type, err)
+	}
+	return nil
+}
+
+func (e *Engine) auditDecision(ctx context.Context, c Caller, req *policy.Request, r *Result) error {
 	target := &audit.TargetInfo{Kind: req.Action, Path: req.Application.Path, Hash: req.Application.SHA256}
 	if req.Target != nil && req.Target.Path != "" {
 		target.Path = req.Target.Path
 	}
-	details := map[string]any{"machine": req.Machine}
+	details := map[string]any{"machine": req.Machine, "attested": c.Attested()}
 	if req.Application.CommandLine != "" {
 		details["commandLine"] = req.Application.CommandLine
 	}
 	if req.Justification != "" {
 		details["justification"] = req.Justification
+	}
+	if req.Target != nil && req.Target.Write {
+		details["write"] = true
+	}
+	if req.RequestedSeconds > 0 {
+		details["requestedSeconds"] = req.RequestedSeconds
 	}
 	if r.ApprovalID != "" {
 		details["approvalId"] = r.ApprovalID
@@ -140,8 +217,8 @@ func (e *Engine) auditDecision(req *policy.Request, r *Result) {
 	if r.Effective == policy.Deny {
 		sev = audit.Warning
 	}
-	e.opts.Audit.Emit(audit.Event{Type: audit.PolicyEvaluation, Severity: sev, Component: "engine",
-		UserInfo: userInfo(req), TargetInfo: target,
+	return e.audit(ctx, audit.Event{Type: audit.PolicyEvaluation, Severity: sev, Component: "engine",
+		UserInfo: requestUserInfo(c, req), TargetInfo: target,
 		Evaluation: &audit.Evaluation{Decision: r.Decision.Decision, Effective: r.Effective, Mode: r.Mode,
 			Policy: r.Policy, Matched: r.Matched, Reason: r.Reason},
 		Details: details})

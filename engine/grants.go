@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,27 +19,74 @@ import (
 // Grant is the stored grant record (state owns it).
 type Grant = state.Grant
 
-func (e *Engine) grant(req *policy.Request, d *policy.Decision, now time.Time) (Grant, error) {
+// Grant actions (state.Grant.Action): what reconcile makes true on the
+// machine, a sudoers drop-in or a POSIX ACL entry.
+const (
+	GrantElevate = "elevate"
+	GrantAccess  = "access"
+)
+
+func newID() string {
 	var b [9]byte
 	rand.Read(b[:])
-	g := Grant{ID: hex.EncodeToString(b[:]), User: req.User, Machine: req.Machine, Action: req.Action,
-		Scope: req.Application.Path, Policy: d.EnforcedBy, CreatedAt: now.UTC(),
-		ExpiresAt: now.Add(time.Duration(d.DurationSeconds) * time.Second).UTC()}
+	return hex.EncodeToString(b[:])
+}
+
+// newGrant builds the grant an allowed, attested request gets: secs long,
+// for the executable and its SHA-256 (elevate) or the target and read or
+// write access (file access).
+func (e *Engine) newGrant(c Caller, req *policy.Request, d *policy.Decision, now time.Time, secs int) *Grant {
+	g := &Grant{ID: newID(), User: req.User, UID: c.UID, Machine: req.Machine, Action: GrantElevate,
+		Scope: req.Application.Path, SHA256: req.Application.SHA256, Policy: d.EnforcedBy, Attested: c.Attested(),
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(time.Duration(secs) * time.Second).UTC()}
 	if g.Policy == "" {
 		g.Policy = d.Policy
 	}
-	if req.Target != nil && req.Target.Path != "" {
-		g.Scope = req.Target.Path
+	if req.Action == policy.ActionFileAccess {
+		g.Action, g.Scope, g.SHA256, g.Access = GrantAccess, req.Target.Path, "", "read"
+		if req.Target.Write {
+			g.Access = "write"
+		}
+	}
+	return g
+}
+
+// grantEvent is the audit event of a grant's creation or expiry:
+// ELEVATION_GRANTED/EXPIRED for elevate grants, FILE_ACCESS (with
+// details.phase granted or expired) for access grants.
+func grantEvent(g *Grant, expired bool) audit.Event {
+	typ, phase := audit.ElevationGranted, "granted"
+	if expired {
+		typ, phase = audit.ElevationExpired, "expired"
+	}
+	details := map[string]any{"policy": g.Policy, "expiresAt": g.ExpiresAt, "attested": g.Attested,
+		"durationSeconds": int(g.ExpiresAt.Sub(g.CreatedAt) / time.Second)}
+	if g.Action == GrantAccess {
+		typ = audit.FileAccess
+		details["phase"], details["access"] = phase, g.Access
+	}
+	ui := &audit.UserInfo{User: g.User}
+	if g.Attested {
+		ui.Identity = "uid:" + strconv.FormatUint(uint64(g.UID), 10)
+	}
+	return audit.Event{Type: typ, Component: "engine", UserInfo: ui,
+		TargetInfo: &audit.TargetInfo{Kind: g.Action, ID: g.ID, Path: g.Scope, Hash: g.SHA256},
+		Details:    details}
+}
+
+// storeGrant audits and stores g; reconcile's controllers pick it up from
+// the Grants bucket.
+func (e *Engine) storeGrant(ctx context.Context, c Caller, req *policy.Request, g Grant) error {
+	ev := grantEvent(&g, false)
+	ev.UserInfo = requestUserInfo(c, req)
+	if err := e.audit(ctx, ev); err != nil {
+		return err
 	}
 	if err := e.opts.Store.Put(state.Grants, g.ID, g); err != nil {
-		return g, err
+		return err
 	}
-	e.opts.Audit.Emit(audit.Event{Type: audit.ElevationGranted, Component: "engine",
-		UserInfo:   userInfo(req),
-		TargetInfo: &audit.TargetInfo{Kind: req.Action, ID: g.ID, Path: g.Scope},
-		Details:    map[string]any{"policy": g.Policy, "expiresAt": g.ExpiresAt, "durationSeconds": d.DurationSeconds}})
 	e.grants.schedule(g.ExpiresAt)
-	return g, nil
+	return nil
 }
 
 // Grants lists the grants in force, soonest expiry first. A grant past its
@@ -141,10 +189,10 @@ func (t *grantTimer) expire(_ context.Context) error {
 			continue
 		}
 		gone = append(gone, g.ID)
-		t.e.opts.Audit.Emit(audit.Event{Type: audit.ElevationExpired, Component: "engine",
-			UserInfo:   &audit.UserInfo{User: g.User},
-			TargetInfo: &audit.TargetInfo{Kind: g.Action, ID: g.ID, Path: g.Scope},
-			Details:    map[string]any{"policy": g.Policy, "expiresAt": g.ExpiresAt}})
+		// An expiry is audited and the grant removed even when the event
+		// cannot be stored: keeping a privilege past its time is worse
+		// than a gap in the log, which the failed write reports.
+		t.e.opts.Audit.Emit(grantEvent(&g, true))
 	}
 	return t.e.opts.Store.Delete(state.Grants, gone...)
 }

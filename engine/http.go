@@ -34,7 +34,16 @@ func (e *Engine) EvaluateHandler() http.Handler {
 			api.WriteError(w, status, codeBadRequest, err.Error())
 			return
 		}
-		res, err := e.Evaluate(r.Context(), req, r.URL.Query().Get("explain") == "true")
+		c, ok := httpCaller(w, r)
+		if !ok {
+			return
+		}
+		explain := r.URL.Query().Get("explain") == "true"
+		if explain && c.Kind != CallerAdmin {
+			api.WriteError(w, http.StatusForbidden, "forbidden", "explain is for admins only")
+			return
+		}
+		res, err := e.Evaluate(r.Context(), c, req, explain)
 		switch {
 		case errors.Is(err, ErrRateLimited):
 			w.Header().Set("Retry-After", "60")
@@ -47,28 +56,53 @@ func (e *Engine) EvaluateHandler() http.Handler {
 	})
 }
 
+// httpCaller is the caller the request's client certificate names; it
+// answers 403 when there is none the engine knows.
+func httpCaller(w http.ResponseWriter, r *http.Request) (Caller, bool) {
+	id, ok := api.IdentityOf(r)
+	if !ok {
+		api.WriteError(w, http.StatusUnauthorized, "unauthorized", "no authenticated caller")
+		return Caller{}, false
+	}
+	c, err := CallerFromIdentity(id)
+	if err != nil {
+		api.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
+		return Caller{}, false
+	}
+	return c, true
+}
+
 // DecideHandler serves POST /api/v1/approvals/{id}/approve and .../deny
-// with body {"approver": "alice"}.
+// with body {"reason": "..."} (or none). The decision is recorded as the
+// client certificate's identity: a body naming an approver is refused.
 func (e *Engine) DecideHandler(approve bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := httpCaller(w, r)
+		if !ok {
+			return
+		}
 		var body struct {
+			Reason   string `json:"reason"`
 			Approver string `json:"approver"`
 		}
-		if !api.DecodeJSON(w, r, &body) {
+		if r.ContentLength != 0 && !api.DecodeJSON(w, r, &body) {
 			return
 		}
-		if body.Approver == "" {
-			api.WriteError(w, http.StatusBadRequest, codeBadRequest, `body must be {"approver": "NAME"}`)
+		if body.Approver != "" {
+			api.WriteError(w, http.StatusBadRequest, codeBadRequest,
+				"approver: not accepted; the decision is recorded as the caller's certificate identity ("+c.Identity()+")")
 			return
 		}
-		a, err := e.Decide(mux.Vars(r)["id"], body.Approver, approve)
+		a, err := e.Decide(r.Context(), c, mux.Vars(r)["id"], approve, body.Reason)
 		switch {
 		case errors.Is(err, ErrNoApproval):
 			api.WriteError(w, http.StatusNotFound, "not_found", err.Error())
-		case errors.Is(err, ErrNotAnApprover):
+		case errors.Is(err, ErrNotAnApprover), errors.Is(err, ErrOwnRequest):
 			api.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 		case errors.Is(err, ErrAlreadyDecided):
 			api.WriteError(w, http.StatusConflict, "conflict", err.Error())
+		case errors.Is(err, ErrAuditUnavailable):
+			api.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		case err != nil:
 			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		default:
@@ -77,10 +111,15 @@ func (e *Engine) DecideHandler(approve bool) http.Handler {
 	})
 }
 
-// ApprovalsHandler serves GET /api/v1/approvals.
+// ApprovalsHandler serves GET /api/v1/approvals: what the caller may see
+// (ApprovalsFor).
 func (e *Engine) ApprovalsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		as, err := e.Approvals()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := httpCaller(w, r)
+		if !ok {
+			return
+		}
+		as, err := e.ApprovalsFor(c)
 		if err != nil {
 			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 			return

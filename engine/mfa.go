@@ -1,17 +1,19 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
+
+	"warden/audit"
 
 	"warden/policy"
 	"warden/state"
 )
-
-// mfaFreshFor is how long a verified user needs no new code.
-const mfaFreshFor = 5 * time.Minute
 
 // mfaIssuer names warden in authenticator apps.
 const mfaIssuer = "warden"
@@ -38,42 +40,103 @@ func (e *Engine) EnrollMFA(user string) (string, error) {
 	if err := e.opts.Store.Put(state.Secrets, mfaKey(user), mfaSecret{Secret: enc, Enrolled: e.opts.Now().UTC()}); err != nil {
 		return "", err
 	}
-	e.mfaMu.Lock()
-	delete(e.verified, user)
-	delete(e.lastStep, user)
-	e.mfaMu.Unlock()
 	return policy.TOTPURI(mfaIssuer, user, secret)
 }
 
-// checkMFA verifies code for user; a code's time step is accepted once.
-func (e *Engine) checkMFA(user, code string, now time.Time) bool {
+// MFA lockout: mfaMaxFailures wrong codes within mfaWindow lock the
+// user's MFA for mfaLockFor. Failures are counted per user, whatever the
+// session, machine or caller.
+const (
+	mfaMaxFailures = 5
+	mfaWindow      = 15 * time.Minute
+	mfaLockFor     = 15 * time.Minute
+)
+
+// mfaState is a user's MFA history, stored next to the secret so that a
+// restart neither forgives failures nor lets a used code be used again.
+type mfaState struct {
+	Failures    []time.Time `json:"failures,omitempty"` // within the window
+	LockedUntil time.Time   `json:"lockedUntil,omitzero"`
+	LastStep    int64       `json:"lastStep,omitempty"` // of the last code accepted
+}
+
+func mfaStateKey(user string) string { return "mfa-state/" + user }
+
+// checkMFA is the MFA step of one evaluation that asks for MFA. For a user
+// whose MFA is locked it verifies nothing and says so in r. Otherwise it
+// checks req's code (if any): a code verifies once (its time step is
+// recorded, and only a later step is accepted), and satisfies this
+// evaluation only. A wrong, replayed or unusable code is a failure
+// (MFA_FAILED); the fifth within 15 minutes locks the user (MFA_LOCKED).
+// The failure is audited before it is answered: if it cannot be, checkMFA
+// returns the error.
+func (e *Engine) checkMFA(ctx context.Context, c Caller, req *policy.Request, r *Result, now time.Time) (bool, error) {
+	user := req.User
+	e.mfaMu.Lock()
+	defer e.mfaMu.Unlock()
+	var st mfaState
+	if _, err := e.opts.Store.Get(state.Secrets, mfaStateKey(user), &st); err != nil {
+		return false, fmt.Errorf("mfa state of %s: %w", user, err)
+	}
+	if now.Before(st.LockedUntil) {
+		e.locked(r, user, st.LockedUntil)
+		return false, nil
+	}
+	if req.MFACode == "" {
+		return false, nil
+	}
+	step, why := e.verifyCode(user, req.MFACode, now)
+	if why == "" && step > st.LastStep {
+		st.LastStep = step
+		r.MFA = "verified"
+		return true, e.opts.Store.Put(state.Secrets, mfaStateKey(user), st)
+	}
+	if why == "" {
+		why = "code already used"
+	}
+	r.MFA = "failed"
+	st.Failures = slices.DeleteFunc(st.Failures, func(t time.Time) bool { return now.Sub(t) >= mfaWindow || t.After(now) })
+	st.Failures = append(st.Failures, now.UTC())
+	ui := requestUserInfo(c, req)
+	if err := e.audit(ctx, audit.Event{Type: audit.MFAFailed, Severity: audit.Warning, Component: "engine",
+		UserInfo: ui, TargetInfo: &audit.TargetInfo{Kind: req.Action, Path: req.Application.Path},
+		Details: map[string]any{"reason": why, "failures": len(st.Failures), "policy": r.Policy}}); err != nil {
+		return false, err
+	}
+	if len(st.Failures) >= mfaMaxFailures {
+		st.Failures, st.LockedUntil = nil, now.Add(mfaLockFor).UTC()
+		if err := e.audit(ctx, audit.Event{Type: audit.MFALocked, Severity: audit.Warning, Component: "engine",
+			UserInfo: ui, Details: map[string]any{"lockedUntil": st.LockedUntil,
+				"reason": fmt.Sprintf("%d failed codes within %s", mfaMaxFailures, mfaWindow)}}); err != nil {
+			return false, err
+		}
+		e.locked(r, user, st.LockedUntil)
+	}
+	return false, e.opts.Store.Put(state.Secrets, mfaStateKey(user), st)
+}
+
+// locked makes r say that user's MFA is locked until when.
+func (e *Engine) locked(r *Result, user string, until time.Time) {
+	u := until.UTC()
+	r.MFA, r.MFALockedUntil = "locked", &u
+	r.Reason += fmt.Sprintf("; MFA for %s is locked until %s after %d failed codes", user, u.Format(time.RFC3339), mfaMaxFailures)
+}
+
+// verifyCode checks code against user's secret; it returns the code's
+// time step, or why it is not a valid code.
+func (e *Engine) verifyCode(user, code string, now time.Time) (int64, string) {
 	var s mfaSecret
 	ok, err := e.opts.Store.Get(state.Secrets, mfaKey(user), &s)
 	if err != nil || !ok {
-		return false
+		return 0, "user not enrolled"
 	}
 	secret, err := policy.ParseTOTPSecret(s.Secret)
 	if err != nil {
-		return false
+		return 0, "stored secret unusable"
 	}
 	step, ok := policy.VerifyTOTP(secret, code, now)
 	if !ok {
-		return false
+		return 0, "wrong code"
 	}
-	e.mfaMu.Lock()
-	defer e.mfaMu.Unlock()
-	if last, seen := e.lastStep[user]; seen && step <= last {
-		return false // replayed code
-	}
-	e.lastStep[user] = step
-	e.verified[user] = now
-	return true
-}
-
-// mfaFresh reports whether user verified a code in the last five minutes.
-func (e *Engine) mfaFresh(user string, now time.Time) bool {
-	e.mfaMu.Lock()
-	defer e.mfaMu.Unlock()
-	t, ok := e.verified[user]
-	return ok && now.Sub(t) < mfaFreshFor
+	return step, ""
 }

@@ -30,6 +30,14 @@ const (
 	maxFieldLenPublisher = 1024
 )
 
+// Grant durations: a request may ask for at most MaxGrantSeconds; a file
+// access request under a policy without durationSeconds that asks for
+// nothing gets DefaultAccessSeconds.
+const (
+	MaxGrantSeconds      = 86400
+	DefaultAccessSeconds = 3600
+)
+
 // ErrRequestTooLarge is returned by DecodeRequest for a body above
 // MaxRequestSize.
 var ErrRequestTooLarge = fmt.Errorf("request larger than %d bytes", MaxRequestSize)
@@ -51,6 +59,10 @@ type Request struct {
 	Time          *time.Time `json:"time,omitempty"`
 	Justification string     `json:"justification,omitempty"`
 	MFACode       string     `json:"mfaCode,omitempty"`
+	// RequestedSeconds is how long the caller asks a grant to last
+	// (`warden access --for`); 0 asks for the default. A grant lasts the
+	// shorter of this and the policy's durationSeconds.
+	RequestedSeconds int `json:"requestedSeconds,omitempty"`
 
 	// MFAVerified and Approved are set by the caller after it checked an
 	// MFA code or found a usable approval; they are never read from JSON,
@@ -71,6 +83,9 @@ type Application struct {
 // Target is the file a file-access request is about.
 type Target struct {
 	Path string `json:"path"`
+	// Write asks for write access (`warden access --write`); without it
+	// the request is for read access.
+	Write bool `json:"write,omitempty"`
 }
 
 // RequestError is a request that cannot be evaluated: Field names the JSON
@@ -207,6 +222,9 @@ func (r *Request) Validate() error {
 	}
 	if len(r.Justification) > maxJustificationLen {
 		return reqErr("justification", "longer than %d bytes", maxJustificationLen)
+	}
+	if r.RequestedSeconds < 0 || r.RequestedSeconds > MaxGrantSeconds {
+		return reqErr("requestedSeconds", "invalid value %d (must be between 0 and %d)", r.RequestedSeconds, MaxGrantSeconds)
 	}
 	if len(r.MFACode) > 16 {
 		return reqErr("mfaCode", "longer than 16 bytes")

@@ -92,10 +92,13 @@ func printDecision(r engine.Result) {
 	}
 	fmt.Printf("matched:   %s\nreason:    %s\n", strings.Join(r.Matched, ", "), r.Reason)
 	if r.ApprovalID != "" {
-		fmt.Printf("approval:  %s (pending; approvers act with POST /api/v1/approvals/%s/approve)\n", r.ApprovalID, r.ApprovalID)
+		fmt.Printf("approval:  %s (pending; approvers act with `warden approvals approve %s`)\n", r.ApprovalID, r.ApprovalID)
 	}
 	if r.GrantID != "" {
 		fmt.Printf("grant:     %s until %s\n", r.GrantID, r.GrantExpiresAt.Format("2006-01-02T15:04:05Z07:00"))
+	} else if r.DurationSeconds > 0 {
+		// A decision asked over the API changes nothing on the machine.
+		fmt.Printf("duration:  %d s (not granted here: only requests over the user socket get grants)\n", r.DurationSeconds)
 	}
 	if r.Explain != nil {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -50,13 +50,13 @@ func init() {
 		},
 	}
 	for _, verb := range []string{"approve", "deny"} {
-		var approver string
+		var reason string
 		sub := &cobra.Command{
-			Use:   verb + " ID --approver NAME",
-			Short: verb + " a pending approval, as a listed approver",
+			Use:   verb + " ID [--reason TEXT]",
+			Short: verb + " a pending approval (recorded as the admin certificate's identity)",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				body, _ := json.Marshal(map[string]string{"approver": approver})
+				body, _ := json.Marshal(map[string]string{"reason": reason})
 				var a engine.Approval
 				if err := callAgent("POST", "/api/v1/approvals/"+args[0]+"/"+verb, body, &a); err != nil {
 					return err
@@ -65,8 +65,7 @@ func init() {
 				return nil
 			},
 		}
-		sub.Flags().StringVar(&approver, "approver", "", "approver's user name (must be listed by an Approver document)")
-		sub.MarkFlagRequired("approver")
+		sub.Flags().StringVar(&reason, "reason", "", "why, recorded with the decision")
 		approvals.AddCommand(sub)
 	}
 	rootCmd.AddCommand(approvals)

@@ -105,6 +105,8 @@ type agent struct {
 	notifier func([]byte)
 	manager  *reconcile.Manager
 	broker   *broker.Broker
+	// cancelAuditFeed ends the broker's audit subscription.
+	cancelAuditFeed func()
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -168,6 +170,7 @@ func (a *agent) start(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(a.audit.Collectors()...)
 	bgCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.startSources(bgCtx)
@@ -270,6 +273,9 @@ func (a *agent) stopNow() {
 	if a.broker != nil {
 		if err := a.broker.Close(); err != nil {
 			a.log.Warn("close broker", "err", err)
+		}
+		if a.cancelAuditFeed != nil {
+			a.cancelAuditFeed()
 		}
 	}
 	if a.wroteInfo {

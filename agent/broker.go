@@ -20,7 +20,11 @@ func (a *agent) startBroker() (string, error) {
 		return "", fmt.Errorf("broker: %w", err)
 	}
 	a.broker = b
-	a.audit.AddPublisher(b)
+	// A subscription, not a Publisher: it catches up from the store by
+	// sequence number, so a burst never drops an event from AuditMessage.
+	events, cancel := a.audit.Subscribe()
+	a.cancelAuditFeed = cancel
+	b.Follow(events)
 	a.notifier = func(p []byte) {
 		if err := b.Notify(p); err != nil {
 			a.log.Warn("notification not published", "err", err)

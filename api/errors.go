@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"warden/audit"
 )
 
 // Error codes of the JSON error body {"error", "code"}.
@@ -24,7 +26,27 @@ const (
 	codeInvalid      = "invalid_document"
 	codeBusy         = "too_many_requests"
 	codeInternal     = "internal"
+	// CodeAuditUnavailable: the action was not taken because its audit
+	// event could not be stored (disk full, I/O error). Answered with 503.
+	CodeAuditUnavailable = "audit_unavailable"
 )
+
+// WriteAuditUnavailable answers 503 audit_unavailable: the action that
+// must be audited was refused because its event could not be stored.
+func WriteAuditUnavailable(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, CodeAuditUnavailable,
+		"audit unavailable: the event could not be stored (disk full or I/O error), so the action was not taken; see `warden status`")
+}
+
+// WriteFailure answers an agent failure err: 503 audit_unavailable when it
+// wraps audit.ErrUnavailable, else 500 with err's text.
+func WriteFailure(w http.ResponseWriter, err error) {
+	if errors.Is(err, audit.ErrUnavailable) {
+		WriteAuditUnavailable(w)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+}
 
 // maxBody caps every request body.
 const maxBody = 1 << 20

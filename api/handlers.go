@@ -43,6 +43,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !sn.Meta.AppliedAt.IsZero() {
 		out["appliedAt"] = sn.Meta.AppliedAt
 	}
+	if s.opts.Audit != nil {
+		out["audit"] = s.opts.Audit.Health()
+	}
 	if s.opts.Status != nil {
 		for k, v := range s.opts.Status() {
 			out[k] = v
@@ -188,7 +191,11 @@ func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id str
 			return
 		}
 	}
-	meta, err := s.opts.Store.ApplyGeneration(state.Apply{
+	id0, _ := IdentityOf(r)
+	ui := &audit.UserInfo{Identity: id0.Role + "/" + id0.Name, PeerAddr: r.RemoteAddr}
+	// The change and its ADMIN_ACTION (and CONFIG_CHANGED) commit in one
+	// transaction: no event stored, no change.
+	meta, err := s.opts.Audit.ApplyGeneration(state.Apply{
 		BundleVersion: cur.Meta.BundleVersion, Source: "local", Docs: docs,
 		Check: func(m state.Meta) error {
 			if m.Generation != cur.Meta.Generation {
@@ -196,6 +203,10 @@ func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id str
 			}
 			return nil
 		},
+	}, ui, func(m state.Meta) []audit.Event {
+		return []audit.Event{{Type: audit.AdminAction, Component: "api", UserInfo: ui,
+			TargetInfo: &audit.TargetInfo{Kind: kind, ID: id},
+			Details:    map[string]any{"action": action, "generation": m.Generation}}}
 	})
 	if errors.Is(err, errChanged) {
 		writeError(w, http.StatusConflict, codeConflict, err.Error())
@@ -205,11 +216,6 @@ func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id str
 		s.internal(w, err)
 		return
 	}
-	id0, _ := IdentityOf(r)
-	s.opts.Audit.Emit(audit.Event{Type: audit.AdminAction, Component: "api",
-		UserInfo:   &audit.UserInfo{Identity: id0.Role + "/" + id0.Name, PeerAddr: r.RemoteAddr},
-		TargetInfo: &audit.TargetInfo{Kind: kind, ID: id},
-		Details:    map[string]any{"action": action, "generation": meta.Generation}})
 	writeJSON(w, http.StatusOK, meta)
 }
 
@@ -295,7 +301,14 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
+// internal answers a failure of the agent: 503 audit_unavailable when the
+// action was refused because its audit event could not be stored, 500
+// otherwise.
 func (s *Server) internal(w http.ResponseWriter, err error) {
 	s.log.Error("api: request failed", "err", err)
+	if errors.Is(err, audit.ErrUnavailable) {
+		WriteAuditUnavailable(w)
+		return
+	}
 	writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the agent log")
 }

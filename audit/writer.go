@@ -17,8 +17,14 @@ import (
 // maxBatch bounds how many events share one transaction and fsync.
 const maxBatch = 4096
 
-// ErrClosed is returned by Write after Close.
-var ErrClosed = errors.New("audit writer closed")
+// Errors a caller can test for.
+var (
+	// ErrClosed is returned by Write after Close.
+	ErrClosed = errors.New("audit writer closed")
+	// ErrUnavailable wraps a store failure (disk full, I/O error): the event
+	// was not stored, and an action that must be audited must not happen.
+	ErrUnavailable = errors.New("audit unavailable: the event could not be stored")
+)
 
 // Publisher receives every event after it is stored. Publish must not
 // block for long: it runs on the writer's goroutine, after the commit.
@@ -46,6 +52,11 @@ type result struct {
 // the event is durable; concurrent writers share one fsync (group commit).
 // Events are numbered and chained (prev_hash, hash) in the order they are
 // stored. A Writer is safe for concurrent use.
+//
+// A failure to store is never silent: Write and Record return an error
+// wrapping ErrUnavailable, the writer counts it and reports itself
+// unhealthy (Health) until an event is stored again. Callers whose action
+// must be audited record first and act only on success (fail closed).
 type Writer struct {
 	store   *state.Store
 	machine string
@@ -54,8 +65,14 @@ type Writer struct {
 	stop    chan struct{}
 	stopped chan struct{}
 
+	// chainMu guards lastSeq and lastHash: the writer's loop and a Txn
+	// (an event committed in another store transaction) both extend the
+	// chain. Lock order: chainMu before any store transaction.
+	chainMu  sync.Mutex
 	lastSeq  uint64
 	lastHash string
+
+	health health
 
 	sendMu     sync.RWMutex
 	sendClosed bool
@@ -106,6 +123,8 @@ func NewWriter(store *state.Store, opts Options) (*Writer, error) {
 }
 
 // AddPublisher registers p to receive every event stored from now on.
+// Publish runs on the writer's goroutine and must not block; a consumer
+// that must see every event uses Subscribe instead.
 func (w *Writer) AddPublisher(p Publisher) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -113,8 +132,9 @@ func (w *Writer) AddPublisher(p Publisher) {
 }
 
 // Write records e and returns it as stored (with id, seq, time and hashes).
-// When it returns nil the event is on disk. Missing severity defaults to
-// info.
+// When it returns nil the event is on disk. When the store refuses the
+// write (disk full, I/O error) the error wraps ErrUnavailable. Missing
+// severity defaults to info.
 func (w *Writer) Write(ctx context.Context, e Event) (Event, error) {
 	if e.Severity == "" {
 		e.Severity = Info
@@ -141,14 +161,26 @@ func (w *Writer) Write(ctx context.Context, e Event) (Event, error) {
 	return r.ev, r.err
 }
 
-// Emit is Write for callers that only log a failure to audit.
+// Record stores e and returns nil once it is durable: the call for an
+// action that must not happen unaudited. It shares the group commit with
+// every other writer. Its error wraps ErrUnavailable (the store refused
+// the write) or is ErrClosed.
+func (w *Writer) Record(e Event) error {
+	_, err := w.Write(context.Background(), e)
+	return err
+}
+
+// Emit is Write for events whose loss does not undo anything (the action
+// already happened, or nothing was done): a failure is logged and counted
+// in Health, never returned.
 func (w *Writer) Emit(e Event) {
 	if _, err := w.Write(context.Background(), e); err != nil && !errors.Is(err, ErrClosed) {
 		fmt.Fprintf(os.Stderr, "audit: %s not recorded: %v\n", e.Type, err)
 	}
 }
 
-// Close stores what is queued and stops the writer.
+// Close stores what is queued and stops the writer. Subscriptions end:
+// their channels close.
 func (w *Writer) Close() {
 	w.mu.Lock()
 	if w.closed {
@@ -163,11 +195,12 @@ func (w *Writer) Close() {
 	close(w.stop)
 	<-w.stopped
 	w.mu.Lock()
-	for id, s := range w.subs {
-		close(s.ch)
-		delete(w.subs, id)
-	}
+	subs := w.subs
+	w.subs = map[int]*subscriber{}
 	w.mu.Unlock()
+	for _, s := range subs {
+		s.cancel()
+	}
 }
 
 func (w *Writer) loop() {
@@ -200,26 +233,36 @@ func (w *Writer) loop() {
 	}
 }
 
+// seal numbers, chains and seals e after seq/prev, and returns its entry.
+func (w *Writer) seal(e *Event, seq uint64, prev string) state.AuditEntry {
+	e.Seq = seq
+	e.ID = newID()
+	e.Time = w.now().UTC()
+	e.Machine = w.machine
+	e.PrevHash = prev
+	data := e.seal()
+	e.Raw = data
+	return state.AuditEntry{Seq: seq, Data: data}
+}
+
 // commit numbers, chains and stores one batch, then answers and publishes.
 func (w *Writer) commit(batch []request) {
+	w.chainMu.Lock()
 	seq, prev := w.lastSeq, w.lastHash
 	entries := make([]state.AuditEntry, len(batch))
 	for i := range batch {
-		e := &batch[i].ev
 		seq++
-		e.Seq = seq
-		e.ID = newID()
-		e.Time = w.now().UTC()
-		e.Machine = w.machine
-		e.PrevHash = prev
-		data := e.seal()
-		prev = e.Hash
-		e.Raw = data
-		entries[i] = state.AuditEntry{Seq: seq, Data: data}
+		entries[i] = w.seal(&batch[i].ev, seq, prev)
+		prev = batch[i].ev.Hash
 	}
 	err := w.store.AppendAudit(entries)
 	if err == nil {
 		w.lastSeq, w.lastHash = seq, prev
+	}
+	w.chainMu.Unlock()
+	w.health.record(err, w.now())
+	if err != nil && !errors.Is(err, state.ErrClosed) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	for _, r := range batch {
 		r.done <- result{ev: r.ev, err: err}
@@ -227,17 +270,24 @@ func (w *Writer) commit(batch []request) {
 	if err != nil {
 		return
 	}
+	evs := make([]Event, len(batch))
+	for i, r := range batch {
+		evs[i] = r.ev
+	}
+	w.published(evs)
+}
+
+// published hands stored events to subscribers and publishers.
+func (w *Writer) published(evs []Event) {
 	w.mu.Lock()
 	pubs := append([]Publisher(nil), w.pubs...)
-	for _, r := range batch {
-		for _, s := range w.subs {
-			s.offer(r.ev)
-		}
+	for _, s := range w.subs {
+		s.offer(evs)
 	}
 	w.mu.Unlock()
-	for _, r := range batch {
+	for _, e := range evs {
 		for _, p := range pubs {
-			p.Publish(r.ev)
+			p.Publish(e)
 		}
 	}
 }
@@ -246,49 +296,4 @@ func newID() string {
 	var b [12]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-type subscriber struct {
-	ch      chan Event
-	types   map[string]bool
-	dropped uint64
-}
-
-func (s *subscriber) offer(e Event) {
-	if len(s.types) > 0 && !s.types[e.Type] {
-		return
-	}
-	select {
-	case s.ch <- e:
-	default:
-		s.dropped++ // a slow subscriber never stalls the writer
-	}
-}
-
-// Subscribe returns events stored from now on, of the given types (all when
-// none are given). The channel holds 1024 events; a subscriber that falls
-// further behind misses events rather than slowing the writer, and reads
-// the history from the store. cancel ends the subscription.
-func (w *Writer) Subscribe(types ...string) (<-chan Event, func()) {
-	s := &subscriber{ch: make(chan Event, 1024), types: map[string]bool{}}
-	for _, t := range types {
-		s.types[t] = true
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		close(s.ch)
-		return s.ch, func() {}
-	}
-	id := w.nextSub
-	w.nextSub++
-	w.subs[id] = s
-	return s.ch, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if _, ok := w.subs[id]; ok {
-			delete(w.subs, id)
-			close(s.ch)
-		}
-	}
 }

@@ -94,11 +94,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.audit.AddPublisher(e.broker)
 	if e.addr, err = e.broker.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.broker.Close() })
+	events, cancel := e.audit.Subscribe()
+	e.broker.Follow(events)
+	t.Cleanup(func() { e.broker.Close(); cancel() })
 	return e
 }
 

@@ -29,6 +29,37 @@ func (b *Broker) Publish(e audit.Event) {
 	}
 }
 
+// Follow publishes every event received from events (an audit
+// subscription, which catches up from the store) on AuditMessage, in
+// order and without dropping any: it waits for room in the publish queue
+// instead. It returns at once; the forwarding ends when events closes or
+// the broker closes. Call it after Start.
+func (b *Broker) Follow(events <-chan audit.Event) {
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				payload := []byte(e.Raw)
+				if payload == nil {
+					payload, _ = json.Marshal(e)
+				}
+				select {
+				case b.queue <- outMsg{topic: TopicAudit, payload: payload}:
+				case <-b.stop:
+					return
+				}
+			case <-b.stop:
+				return
+			}
+		}
+	}()
+}
+
 // Notify publishes payload on Notifications at QoS 1 (the policy engine's
 // monitor-notify). It never blocks; it fails with ErrQueueFull or ErrClosed.
 func (b *Broker) Notify(payload []byte) error {

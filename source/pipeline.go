@@ -70,7 +70,7 @@ func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string
 	defer p.mu.Unlock()
 	sum := sha256.Sum256(bundle)
 	digest := hex.EncodeToString(sum[:])
-	meta, v, err := p.apply(ctx, bundle, origin)
+	meta, v, err := p.apply(ctx, bundle, origin, digest)
 	var t Timings
 	if v != nil {
 		t = v.Timings
@@ -86,12 +86,12 @@ func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string
 		}
 		return state.Meta{}, t, err
 	}
-	p.applied(ctx, origin, digest, v, meta)
+	p.logApplied(origin, v, meta)
 	return meta, t, nil
 }
 
 // apply returns the verified bundle (as far as it got) with any error.
-func (p *Pipeline) apply(ctx context.Context, data []byte, origin string) (state.Meta, *Verified, error) {
+func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string) (state.Meta, *Verified, error) {
 	start := time.Now()
 	b, err := ReadBundle(bytes.NewReader(data))
 	read := time.Since(start)
@@ -118,14 +118,24 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin string) (state
 		return state.Meta{}, v, err
 	}
 	start = time.Now()
-	meta, err := p.store.ApplyGeneration(state.Apply{
+	meta, err := p.commit(state.Apply{
 		BundleVersion: v.Manifest.Version,
 		Source:        origin,
 		Docs:          v.Docs,
 		Check:         func(cur state.Meta) error { return notNewer(v.Manifest.Version, cur) },
-	})
+	}, nil, func(m state.Meta) audit.Event { return appliedEvent(origin, digest, v, m) })
 	v.Timings.Commit = time.Since(start)
 	return meta, v, err
+}
+
+// commit applies a as the next generation with its audit events in the
+// same transaction (audit.Writer.ApplyGeneration): nothing committed is
+// unaudited.
+func (p *Pipeline) commit(a state.Apply, ui *audit.UserInfo, event func(state.Meta) audit.Event) (state.Meta, error) {
+	if p.audit == nil {
+		return p.store.ApplyGeneration(a)
+	}
+	return p.audit.ApplyGeneration(a, ui, func(m state.Meta) []audit.Event { return []audit.Event{event(m)} })
 }
 
 func notNewer(version int64, cur state.Meta) error {
@@ -135,18 +145,23 @@ func notNewer(version int64, cur state.Meta) error {
 	return nil
 }
 
-func (p *Pipeline) applied(ctx context.Context, origin, digest string, v *Verified, m state.Meta) {
-	t := v.Timings
+func (p *Pipeline) logApplied(origin string, v *Verified, m state.Meta) {
 	p.logger().Info("bundle applied", "origin", origin, "version", m.BundleVersion, "generation", m.Generation,
-		"documents", m.Documents, "keyId", v.KeyID, "ms", t.Total().Milliseconds())
-	p.emit(ctx, audit.Event{Type: audit.BundleApplied, Severity: audit.Info, Component: "source",
+		"documents", m.Documents, "keyId", v.KeyID, "ms", v.Timings.Total().Milliseconds())
+}
+
+// appliedEvent is BUNDLE_APPLIED, built inside the commit (which it is part
+// of, so its timings stop before the commit).
+func appliedEvent(origin, digest string, v *Verified, m state.Meta) audit.Event {
+	t := v.Timings
+	return audit.Event{Type: audit.BundleApplied, Severity: audit.Info, Component: "source",
 		TargetInfo: &audit.TargetInfo{Kind: "Bundle", ID: strconv.FormatInt(m.BundleVersion, 10), Path: origin, Hash: digest},
 		Details: map[string]any{
 			"origin": origin, "version": m.BundleVersion, "generation": m.Generation, "documents": m.Documents,
 			"keyId": v.KeyID, "trustedBy": v.TrustedBy, "created": v.Manifest.Created,
 			"timingsMs": map[string]float64{"read": ms(t.Read), "hash": ms(t.Hash), "verify": ms(t.Verify),
-				"validate": ms(t.Validate), "commit": ms(t.Commit)},
-		}})
+				"validate": ms(t.Validate)},
+		}}
 }
 
 // refuse audits a bundle refused before it could be read whole (too

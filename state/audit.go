@@ -21,22 +21,24 @@ type AuditEntry struct {
 // them) and must be above every stored one. When it returns nil, the
 // entries are on disk.
 func (s *Store) AppendAudit(entries []AuditEntry) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bAudit)
-		b.FillPercent = 1.0 // append-only: pack pages full
-		last, _ := b.Cursor().Last()
-		for _, e := range entries {
-			if last != nil && e.Seq <= binary.BigEndian.Uint64(last) {
-				return fmt.Errorf("audit: sequence %d not above %d", e.Seq, binary.BigEndian.Uint64(last))
-			}
-			k := u64(e.Seq)
-			if err := b.Put(k, s.seal.seal(e.Data, ad(bAudit, k))); err != nil {
-				return err
-			}
-			last = k
+	return s.update(func(tx *bolt.Tx) error { return s.appendAudit(tx, entries) })
+}
+
+func (s *Store) appendAudit(tx *bolt.Tx, entries []AuditEntry) error {
+	b := tx.Bucket(bAudit)
+	b.FillPercent = 1.0 // append-only: pack pages full
+	last, _ := b.Cursor().Last()
+	for _, e := range entries {
+		if last != nil && e.Seq <= binary.BigEndian.Uint64(last) {
+			return fmt.Errorf("audit: sequence %d not above %d", e.Seq, binary.BigEndian.Uint64(last))
 		}
-		return nil
-	})
+		k := u64(e.Seq)
+		if err := b.Put(k, s.seal.seal(e.Data, ad(bAudit, k))); err != nil {
+			return err
+		}
+		last = k
+	}
+	return nil
 }
 
 // AuditScan calls fn for events with sequence numbers from `from` on, in

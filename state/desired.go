@@ -80,6 +80,11 @@ type Apply struct {
 	// generation's meta; an error aborts the apply. Sources use it to refuse
 	// rollbacks atomically.
 	Check func(current Meta) error
+	// Audit, when set, runs inside the write transaction with the new
+	// generation's meta and returns the audit events that record the
+	// apply (audit.Txn); they are stored in the same transaction, so the
+	// generation commits if and only if its events do.
+	Audit func(next Meta) []AuditEntry
 }
 
 // stored is a document as it sits (encrypted) in the desired bucket.
@@ -154,6 +159,11 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 		}
 		if err := tx.Bucket(bMeta).Put(kCurrent, s.seal.seal(mj, kCurrent)); err != nil {
 			return err
+		}
+		if a.Audit != nil {
+			if err := s.appendAudit(tx, a.Audit(m)); err != nil {
+				return err
+			}
 		}
 		return s.pruneGenerations(tx, m.Generation)
 	})

@@ -31,7 +31,13 @@ func init() {
 				BundleVersion int64  `json:"bundleVersion"`
 				Source        string `json:"source"`
 				Documents     int    `json:"documents"`
-				Controllers   []struct {
+				Audit         *struct {
+					OK           bool   `json:"ok"`
+					Failures     uint64 `json:"failures"`
+					FailingSince string `json:"failingSince"`
+					LastError    string `json:"lastError"`
+				} `json:"audit"`
+				Controllers []struct {
 					Name       string `json:"name"`
 					QueueDepth int    `json:"queueDepth"`
 					LastError  string `json:"lastError"`
@@ -48,6 +54,13 @@ func init() {
 				return err
 			}
 			fmt.Printf("generation %d, bundle version %d, source %q, %d documents\n", st.Generation, st.BundleVersion, st.Source, st.Documents)
+			if a := st.Audit; a != nil {
+				if a.OK {
+					fmt.Printf("audit: ok (%d store failures since start)\n", a.Failures)
+				} else {
+					fmt.Printf("audit: UNAVAILABLE since %s, audited actions are refused: %s\n", a.FailingSince, a.LastError)
+				}
+			}
 			if len(st.Controllers) > 0 {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "CONTROLLER\tQUEUE\tLAST ERROR")

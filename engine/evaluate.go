@@ -87,8 +87,9 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 		}
 	}
 	// A code is checked only when the decision asks for MFA: then it
-	// satisfies this evaluation, and nothing after it.
-	if asks(&r.Decision, policy.MFA) && req.MFACode != "" {
+	// satisfies this evaluation, and nothing after it. A locked user is
+	// told so, code or not.
+	if asks(&r.Decision, policy.MFA) {
 		verified, err := e.checkMFA(ctx, c, req, &r, now)
 		if err != nil {
 			return Result{}, err

@@ -1,11 +1,14 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
 
+	"warden/audit"
 	"warden/policy"
+	"warden/state"
 )
 
 // secretOf is the TOTP secret of an otpauth URI.
@@ -30,4 +33,42 @@ func wrongCode(secret []byte, at time.Time) string {
 		}
 	}
 	panic("unreachable")
+}
+
+// events are the stored audit events of typ, oldest first.
+func (f *fixture) events(t *testing.T, typ string) []audit.Event {
+	t.Helper()
+	evs, _, err := audit.Query(f.store, audit.Filter{Types: []string{typ}, Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// last is the newest stored audit event of typ.
+func (f *fixture) last(t *testing.T, typ string) audit.Event {
+	t.Helper()
+	evs := f.events(t, typ)
+	if len(evs) == 0 {
+		t.Fatalf("no %s event", typ)
+	}
+	return evs[len(evs)-1]
+}
+
+// storedGrants are the grant records in the store, as reconcile sees them.
+func (f *fixture) storedGrants(t *testing.T) []state.Grant {
+	t.Helper()
+	var gs []state.Grant
+	err := f.store.List(state.Grants, func(_ string, v json.RawMessage) error {
+		var g state.Grant
+		if err := json.Unmarshal(v, &g); err != nil {
+			return err
+		}
+		gs = append(gs, g)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gs
 }

@@ -37,6 +37,8 @@ func TestDecodeRequestRefuses(t *testing.T) {
 		{"bad parent", `{"user":"carol","action":"elevate","application":{"path":"/usr/bin/nc","parent":"sh"}}`, "application.parent"},
 		{"bad sha256", `{"user":"carol","action":"elevate","application":{"path":"/usr/bin/nc","sha256":"xyz"}}`, "application.sha256"},
 		{"bad group", `{"user":"carol","groups":[""],"action":"elevate",` + app + `}`, "groups[0]"},
+		{"negative requestedSeconds", `{"user":"carol","action":"elevate",` + app + `,"requestedSeconds":-1}`, "requestedSeconds"},
+		{"requestedSeconds over a day", `{"user":"carol","action":"elevate",` + app + `,"requestedSeconds":86401}`, "requestedSeconds"},
 		{"long justification", `{"user":"carol","action":"elevate",` + app + `,"justification":"` + strings.Repeat("j", 3000) + `"}`, "justification"},
 	}
 	for _, tc := range cases {

@@ -150,7 +150,12 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 		out, code := warden(t, "--root", root, "drift", "--json")
 		return code == 0 && strings.Contains(out, `"corrected"`)
 	})
-	out, code = warden(t, "--root", root, "audit", "--type", "DRIFT_CORRECTED")
+	// The drift record is stored before its audit event is written: wait
+	// for the event too.
+	waitFor(t, func() bool {
+		out, code = warden(t, "--root", root, "audit", "--type", "DRIFT_CORRECTED")
+		return code == 0 && strings.Contains(out, "DRIFT_CORRECTED")
+	})
 	if code != 0 || !strings.Contains(out, "DRIFT_CORRECTED") {
 		t.Fatalf("audit --type: exit %d\n%s", code, out)
 	}

@@ -53,8 +53,24 @@ type PolicySpec struct {
 	Controls        []string  `json:"controls"`
 	DurationSeconds int       `json:"durationSeconds,omitempty"`
 	Redirect        *Redirect `json:"redirect,omitempty"`
-	Filters         Filters   `json:"filters"`
+	// LeastPrivilege is set on LeastPrivilege policies that manage the
+	// admin groups (see reconcile's groups controller).
+	LeastPrivilege *LeastPrivilege `json:"leastPrivilege,omitempty"`
+	Filters        Filters         `json:"filters"`
 }
+
+// LeastPrivilege says which local groups confer admin rights and who may
+// stay in them.
+type LeastPrivilege struct {
+	// AdminGroups left empty means those of DefaultAdminGroups that exist.
+	AdminGroups    []string `json:"adminGroups,omitempty"`
+	StandingAdmins []string `json:"standingAdmins"`
+	AllowEmpty     bool     `json:"allowEmpty"`
+}
+
+// DefaultAdminGroups are the admin groups of a LeastPrivilege policy that
+// names none, where they exist.
+var DefaultAdminGroups = []string{"sudo", "wheel", "admin"}
 
 // Redirect names where a redirect control sends the user.
 type Redirect struct {
@@ -170,7 +186,17 @@ type SettingsSpec struct {
 	Audit                 AuditSettings  `json:"audit"`
 	RateLimit             RateLimit      `json:"rateLimit"`
 	CircuitBreaker        CircuitBreaker `json:"circuitBreaker"`
+	Enforcement           Enforcement    `json:"enforcement"`
 }
+
+// Enforcement says where privileges are made true on the machine.
+type Enforcement struct {
+	// SudoersDir holds the grants' sudoers drop-ins (DefaultSudoersDir).
+	SudoersDir string `json:"sudoersDir,omitempty"`
+}
+
+// DefaultSudoersDir is Enforcement.SudoersDir when Settings leaves it out.
+const DefaultSudoersDir = "/etc/sudoers.d"
 
 // Logging sets the agent's log level and log retention.
 type Logging struct {

@@ -204,6 +204,11 @@ func Validate(name string, data []byte) (*Document, error) {
 			return nil, errs
 		}
 	}
+	if p := d.Policy(); p != nil {
+		if errs := checkPolicy(name, p); errs != nil {
+			return nil, errs
+		}
+	}
 	cache.put(sum, d)
 	return d, nil
 }

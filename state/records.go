@@ -20,9 +20,13 @@ const (
 	Secrets   Bucket = "secrets"   // MFA secrets, backend credentials
 	JobRuns   Bucket = "jobruns"   // job run history
 	Plugins   Bucket = "plugins"   // plugin runtime records
+	// Privileges are what warden changed on the machine outside its root
+	// and must undo by itself (the POSIX ACL entries of access grants),
+	// by the path changed.
+	Privileges Bucket = "privileges"
 )
 
-var allBuckets = []Bucket{Status, Drift, Grants, Approvals, Secrets, JobRuns, Plugins}
+var allBuckets = []Bucket{Status, Drift, Grants, Approvals, Secrets, JobRuns, Plugins, Privileges}
 
 type record struct {
 	Key   string          `json:"k"`
@@ -47,7 +51,7 @@ func (s *Store) PutMany(b Bucket, kv map[string]any) error {
 		k := s.seal.keyName(string(b), key)
 		all = append(all, sealed{k, s.seal.seal(plain, ad([]byte(b), k))})
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(b))
 		for _, r := range all {
 			if err := bk.Put(r.k, r.v); err != nil {
@@ -56,6 +60,10 @@ func (s *Store) PutMany(b Bucket, kv map[string]any) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.changed(b)
+	}
+	return err
 }
 
 // Get reads key into v. It reports whether the record exists.
@@ -83,7 +91,10 @@ func (s *Store) Get(b Bucket, key string, v any) (bool, error) {
 
 // Delete removes key; deleting a missing key is not an error.
 func (s *Store) Delete(b Bucket, keys ...string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := s.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(b))
 		for _, key := range keys {
 			if err := bk.Delete(s.seal.keyName(string(b), key)); err != nil {
@@ -92,6 +103,10 @@ func (s *Store) Delete(b Bucket, keys ...string) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.changed(b)
+	}
+	return err
 }
 
 // List calls fn for every record of b, in no particular order, inside one

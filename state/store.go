@@ -70,10 +70,11 @@ type Store struct {
 	// the older generation.
 	applyMu sync.Mutex
 
-	mu     sync.Mutex
-	subs   map[int]chan uint64
-	nextID int
-	closed bool
+	mu      sync.Mutex
+	subs    map[int]chan uint64
+	watches map[int]bucketWatch // WatchBucket
+	nextID  int
+	closed  bool
 }
 
 // Open opens (creating if needed) dir/warden.db with the data key in
@@ -156,6 +157,10 @@ func (s *Store) Close() error {
 	for id, ch := range s.subs {
 		close(ch)
 		delete(s.subs, id)
+	}
+	for id, w := range s.watches {
+		close(w.ch)
+		delete(s.watches, id)
 	}
 	s.mu.Unlock()
 	return s.db.Close()

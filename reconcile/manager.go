@@ -285,6 +285,17 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
+	// Controllers with triggers of their own (a store bucket, a folder
+	// outside the root) run them until ctx ends.
+	tctx, stopTriggers := context.WithCancel(ctx)
+	var twg sync.WaitGroup
+	defer func() { stopTriggers(); twg.Wait() }()
+	for _, c := range m.controllers() {
+		if r, ok := c.r.(triggerer); ok {
+			twg.Add(1)
+			go func() { defer twg.Done(); r.triggers(tctx) }()
+		}
+	}
 
 	m.adoptDrift()
 	m.resyncAll(ctx)
@@ -353,6 +364,12 @@ func (m *Manager) adoptDrift() {
 			name = CertificatesController
 		case "Plugin":
 			name = PluginsController
+		case KindSudoersGrant:
+			name = SudoersController
+		case KindFileACL:
+			name = ACLController
+		case KindGroupMembership, KindStandingPrivilege:
+			name = GroupsController
 		}
 		c := m.Controller(name)
 		if c == nil {

@@ -31,6 +31,14 @@ type KeyLister interface {
 	Keys(ctx context.Context) ([]string, error)
 }
 
+// triggerer is implemented by controllers woken by something the manager
+// does not watch (a store bucket, a folder outside the root): the manager
+// runs triggers on a goroutine of its own until ctx ends, after the
+// workers started. triggers enqueues keys; it never reconciles itself.
+type triggerer interface {
+	triggers(ctx context.Context)
+}
+
 type terminal struct{ err error }
 
 func (t terminal) Error() string { return t.err.Error() }

@@ -88,6 +88,7 @@ type agent struct {
 	logFile  *rotatingFile
 	store    *state.Store
 	audit    *audit.Writer
+	forward  *audit.Forwarder
 	ca       *pki.CA
 	server   *pki.ServerCert
 	api      *api.Server
@@ -175,6 +176,8 @@ func (a *agent) start(ctx context.Context) error {
 	a.cancel = cancel
 	a.startSources(bgCtx)
 	a.goRun(bgCtx, "retention", a.runRetention)
+	a.forward = audit.NewForwarder(a.store, a.audit, a.log, reg)
+	a.goRun(bgCtx, "audit-forward", a.forward.Run)
 
 	routes, err := a.startEngine(bgCtx)
 	if err != nil {
@@ -320,5 +323,8 @@ func (a *agent) runtimeStatus() map[string]any {
 		out["controllers"] = a.manager.Status()
 	}
 	out["plugins"] = a.pluginStatus()
+	if a.forward != nil {
+		out["auditForward"] = a.forward.Status()
+	}
 	return out
 }

@@ -219,9 +219,27 @@ type Backend struct {
 	Group       string `json:"group,omitempty"`
 }
 
-// AuditSettings configures audit retention.
+// AuditSettings configures audit retention and forwarding.
 type AuditSettings struct {
-	RetentionDays int `json:"retentionDays,omitempty"`
+	RetentionDays int            `json:"retentionDays,omitempty"`
+	Forward       []AuditForward `json:"forward,omitempty"`
+}
+
+// AuditForward is one place audit events are forwarded to: a syslog
+// receiver (RFC 5424 over TCP, TLS unless tls is false) or an NDJSON file.
+type AuditForward struct {
+	Type              string `json:"type"`                        // "syslog" or "file"
+	Address           string `json:"address,omitempty"`           // syslog: host:port
+	TLS               *bool  `json:"tls,omitempty"`               // syslog: default true
+	CAFile            string `json:"caFile,omitempty"`            // syslog: PEM roots (default: the system's)
+	CertFile          string `json:"certFile,omitempty"`          // syslog: client certificate (PEM), optional
+	KeyFile           string `json:"keyFile,omitempty"`           // syslog: its key
+	ServerName        string `json:"serverName,omitempty"`        // syslog: name to verify (default: the address's host)
+	Format            string `json:"format,omitempty"`            // syslog: "json" (default) or "cef"
+	Path              string `json:"path,omitempty"`              // file: absolute path
+	MaxSizeMB         int    `json:"maxSizeMB,omitempty"`         // file: rotate past this size (default 100)
+	MaxFiles          int    `json:"maxFiles,omitempty"`          // file: rotated files kept (default 5)
+	AlertAfterSeconds int    `json:"alertAfterSeconds,omitempty"` // receiver down this long: an audit event (default 300)
 }
 
 // RateLimit bounds policy evaluations per source.

@@ -249,8 +249,8 @@ func (r *forwardRun) loop(ctx context.Context) {
 	if err != nil {
 		log.Error("read forwarding cursor; starting from the oldest stored event", "err", err)
 	}
-	r.update(func(s *ForwardStatus) { s.Cursor = acked })
 	last := r.lastStored()
+	r.update(func(s *ForwardStatus) { s.Cursor, s.Lag = acked, last-min(acked, last) })
 	var (
 		s         sink
 		sent      = acked

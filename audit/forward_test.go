@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden/audit"
-	"warden/state"
 )
 
 // writeBurst stores n events (each with pad bytes of details) from 32
@@ -237,8 +236,12 @@ func TestForwardNeverBlocksAndAlerts(t *testing.T) {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	applySettings(t, st, fmt.Sprintf(`[{"type": "syslog", "address": %q, "tls": false, "alertAfterSeconds": 1}]`, addr))
+	failedCh, cancelFailed := w.Subscribe(audit.AuditForwardFailed)
+	defer cancelFailed()
+	restoredCh, cancelRestored := w.Subscribe(audit.AuditForwardRestored)
+	defer cancelRestored()
 	f, _ = startForwarder(t, st, w)
-	failed := waitEvent(t, st, audit.AuditForwardFailed, 20*time.Second)
+	failed := waitEvent(t, failedCh, audit.AuditForwardFailed, 20*time.Second)
 	if failed.TargetInfo == nil || failed.TargetInfo.ID != "syslog:"+addr || failed.Severity != audit.Warning {
 		t.Errorf("AUDIT_FORWARD_FAILED = %+v", failed)
 	}
@@ -280,7 +283,7 @@ func TestForwardNeverBlocksAndAlerts(t *testing.T) {
 			}()
 		}
 	}()
-	waitEvent(t, st, audit.AuditForwardRestored, 40*time.Second)
+	waitEvent(t, restoredCh, audit.AuditForwardRestored, 40*time.Second)
 	waitFor(t, 30*time.Second, "the backlog to drain", func() bool {
 		s := f.Status()
 		return len(s) == 1 && s[0].Connected && s[0].Lag == 0
@@ -292,19 +295,16 @@ func TestForwardNeverBlocksAndAlerts(t *testing.T) {
 	}
 }
 
-// waitEvent waits until an event of type typ is stored and returns it.
-func waitEvent(t *testing.T, st *state.Store, typ string, d time.Duration) audit.Event {
+// waitEvent waits for an event from ch (a subscription to one type).
+func waitEvent(t *testing.T, ch <-chan audit.Event, typ string, d time.Duration) audit.Event {
 	t.Helper()
-	var found audit.Event
-	waitFor(t, d, typ, func() bool {
-		evs, _, err := audit.Query(st, audit.Filter{Types: []string{typ}, Limit: 1})
-		if err != nil || len(evs) == 0 {
-			return false
-		}
-		found = evs[0]
-		return true
-	})
-	return found
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(d):
+		t.Fatalf("no %s event after %s", typ, d)
+	}
+	return audit.Event{}
 }
 
 // gauge reads the single value of a gauge from reg.

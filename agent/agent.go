@@ -51,9 +51,17 @@ type Options struct {
 	ListenAPI    string
 	ListenHealth string
 	ListenMQTT   string
-	// LogOutput receives the JSON logs besides logs/agent.log (default
-	// stderr).
+	// LogOutput receives the logs besides logs/agent.log (default stderr).
 	LogOutput io.Writer
+	// LogFormat is json (default) or text.
+	LogFormat string
+	// LogLevel, when set, pins the level (debug, info, warning, error, or
+	// the Settings names); otherwise Settings logging.level rules it.
+	LogLevel string
+	// Journal: stderr is systemd's journal (UnderJournal). Logs then go
+	// to LogOutput only, each line prefixed with its syslog priority, and
+	// no log file is written: journald keeps and rotates them.
+	Journal bool
 	// Ready, when set, is called once the agent serves.
 	Ready func(Info)
 }
@@ -85,7 +93,7 @@ type agent struct {
 	opts     Options
 	log      *slog.Logger
 	level    *slog.LevelVar
-	logFile  *rotatingFile
+	logFile  *dailyFile
 	store    *state.Store
 	audit    *audit.Writer
 	forward  *audit.Forwarder
@@ -125,6 +133,12 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LogOutput == nil {
 		opts.LogOutput = os.Stderr
 	}
+	if err := ParseLogLevel(opts.LogLevel); err != nil {
+		return err
+	}
+	if opts.LogFormat != "" && opts.LogFormat != "json" && opts.LogFormat != "text" {
+		return fmt.Errorf("--log-format %q: want json or text", opts.LogFormat)
+	}
 	for _, l := range []struct{ flag, addr string }{{"listen-api", opts.ListenAPI}, {"listen-health", opts.ListenHealth}, {"listen-mqtt", opts.ListenMQTT}} {
 		if err := checkLoopback(l.flag, l.addr); err != nil {
 			return err
@@ -158,11 +172,14 @@ func (a *agent) start(ctx context.Context) error {
 		}
 		return err
 	}
-	if a.logFile, err = openLog(filepath.Join(a.opts.Root, "logs")); err != nil {
-		return fmt.Errorf("open log: %w", err)
+	if err := a.openLogs(); err != nil {
+		return err
 	}
-	a.log = newLogger(io.MultiWriter(a.opts.LogOutput, a.logFile), a.level)
-	a.level.Set(levelOf(a.store.Current().Settings().Logging.Level))
+	if a.opts.LogLevel != "" {
+		a.level.Set(levelOf(a.opts.LogLevel))
+	} else {
+		a.level.Set(levelOf(a.store.Current().Settings().Logging.Level))
+	}
 	if a.audit, err = audit.NewWriter(a.store, audit.Options{}); err != nil {
 		return err
 	}
@@ -224,6 +241,8 @@ func (a *agent) start(ctx context.Context) error {
 	a.audit.Emit(audit.Event{Type: audit.AgentStarted, Component: "agent",
 		Details: map[string]any{"api": info.API, "health": info.Health, "mqtt": info.MQTT, "generation": a.store.Current().Meta.Generation}})
 	a.log.Info("agent serving", "api", info.API, "health", info.Health, "mqtt", info.MQTT, "root", a.opts.Root)
+	a.notifyReady()
+	a.goRun(bgCtx, "watchdog", a.runWatchdog)
 	if a.opts.Ready != nil {
 		a.opts.Ready(info)
 	}
@@ -260,6 +279,7 @@ func (a *agent) serve(ln net.Listener, h http.Handler, tlsConf *tlsConfig) {
 func (a *agent) stop() { a.stopOnce.Do(a.stopNow) }
 
 func (a *agent) stopNow() {
+	a.notifyStopping()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if a.api != nil {

@@ -15,7 +15,7 @@ import (
 // without a restart.
 func (a *agent) startControllers(ctx context.Context, reg prometheus.Registerer, l reconcile.Listen) error {
 	m, err := reconcile.NewManager(reconcile.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit,
-		Logger: a.log, Registry: reg, Listen: l, LogLevel: a.level})
+		Logger: a.log, Registry: reg, Listen: l, LogLevel: a.settingsLevel()})
 	if err != nil {
 		return err
 	}

@@ -36,9 +36,28 @@ func (a *agent) runRetention(ctx context.Context) error {
 		} else if n > 0 {
 			a.log.Info("pruned audit events", "count", n, "before", cutoff)
 		}
+		a.pruneServiceLogs(set)
 		if _, err := a.store.PruneDrift(cutoff); err != nil {
 			a.log.Error("prune drift records", "err", err)
 		}
 		t.Reset(pruneEvery)
+	}
+}
+
+// pruneServiceLogs removes rotated service logs older than Settings
+// logging.retentionDays (15 by default). Under the journal there are none.
+func (a *agent) pruneServiceLogs(set *schema.SettingsSpec) {
+	if a.logFile == nil {
+		return
+	}
+	days := set.Logging.RetentionDays
+	if days == 0 {
+		days = schema.DefaultRetentionDays
+	}
+	cutoff := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	if n, err := pruneLogs(a.logFile.dir, cutoff); err != nil {
+		a.log.Error("prune service logs", "err", err)
+	} else if n > 0 {
+		a.log.Info("pruned service logs", "count", n, "before", cutoff)
 	}
 }

@@ -97,6 +97,7 @@ type Manager struct {
 	rootfd   int
 	drift    *driftBook
 	resyncCh chan struct{}
+	pingCh   chan chan struct{}
 
 	files    *Files
 	perms    *Permissions
@@ -137,7 +138,7 @@ func NewManager(opts Options) (*Manager, error) {
 	m := &Manager{opts: opts, log: opts.Logger.With("component", "reconcile"), now: opts.Now,
 		store: opts.Store, root: root, uid: -1, gid: -1, rootfd: -1,
 		byName: map[string]*Controller{}, pathFns: map[*Controller]func(string) (string, bool){},
-		resyncCh: make(chan struct{}, 1)}
+		resyncCh: make(chan struct{}, 1), pingCh: make(chan chan struct{})}
 	if os.Geteuid() == 0 {
 		m.uid, m.gid = os.Geteuid(), os.Getegid()
 		if opts.UID != nil {
@@ -320,6 +321,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.pruneDrift()
 		case <-m.resyncCh:
 			m.resyncAll(ctx)
+		case done := <-m.pingCh:
+			close(done)
 		case ev, ok := <-w.w.Events:
 			if ok {
 				w.handle(ev)

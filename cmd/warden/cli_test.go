@@ -110,8 +110,8 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 	}
 
 	root := filepath.Join(dir, "root")
-	if out, code := warden(t, "--root", root, "status"); code != 2 {
-		t.Fatalf("status with no agent: exit %d; want 2\n%s", code, out)
+	if out, code := warden(t, "--root", root, "status"); code != 3 {
+		t.Fatalf("status with no agent: exit %d; want 3 (no agent reachable)\n%s", code, out)
 	}
 	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
 	os.Chmod(root, 0o755)

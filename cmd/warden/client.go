@@ -23,8 +23,8 @@ type client struct {
 	http *http.Client
 }
 
-// connErr marks errors reaching the agent (exit 2).
-func connErr(err error) error { return &exitError{code: exitUsage, err: err} }
+// connErr marks errors reaching the agent (exit 3).
+func connErr(err error) error { return &exitError{code: exitNoAgent, err: err} }
 
 func newClient() (*client, error) {
 	info, err := agent.ReadInfo(rootDir)

@@ -10,13 +10,16 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"warden/buildinfo"
 )
 
 // Exit codes shared by every command (DESIGN.md, CLI).
 const (
-	exitOK    = 0
-	exitBad   = 1 // the answer is bad news: drift open, validation failed
-	exitUsage = 2 // usage or connection errors
+	exitOK      = 0
+	exitBad     = 1 // the answer is bad news: drift open, validation failed
+	exitUsage   = 2 // usage error
+	exitNoAgent = 3 // no agent reachable
 )
 
 // exitError carries an exit code out of a command's RunE.
@@ -41,10 +44,13 @@ var rootCmd = &cobra.Command{
 }
 
 func init() {
-	rootCmd.PersistentFlags().StringVar(&rootDir, "root", defaultRoot(), "agent root folder")
+	rootCmd.PersistentFlags().StringVar(&rootDir, "root", defaultRoot(), "agent root folder (default from $WARDEN_ROOT)")
 }
 
 func defaultRoot() string {
+	if r := os.Getenv("WARDEN_ROOT"); r != "" {
+		return r
+	}
 	if os.Geteuid() == 0 {
 		return "/opt/warden"
 	}
@@ -60,6 +66,12 @@ func main() {
 }
 
 func run(args []string) int {
+	for _, a := range args {
+		if a == "--version" { // read the build info only when asked: start-up stays cheap
+			rootCmd.Version = buildinfo.Get().String()
+			rootCmd.SetVersionTemplate("warden {{.Version}}\n")
+		}
+	}
 	rootCmd.SetArgs(args)
 	err := rootCmd.Execute()
 	if err == nil {

@@ -173,3 +173,20 @@ func openPath(path string, last int) (int, error) {
 
 // isLoop reports whether err says a symlink was met where none may be.
 func isLoop(err error) bool { return errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) }
+
+func grantList(m map[string]state.Grant) []state.Grant {
+	out := make([]state.Grant, 0, len(m))
+	for _, g := range m {
+		out = append(out, g)
+	}
+	return out
+}
+
+// lookupUID is the uid of a user name, as a decimal string.
+func lookupUID(name string) (string, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", err
+	}
+	return u.Uid, nil
+}

@@ -98,34 +98,31 @@ type stored struct {
 	Spec json.RawMessage `json:"spec"`
 }
 
-var kGenMeta = []byte{0} // sorts before every 16-byte document key
+var kGenMeta = []byte{0} // sorts before kGenIndex (and the 16-byte document keys of old generations)
 
 // ApplyGeneration replaces the whole desired state with a.Docs as the next
 // generation, in one transaction: a crash leaves either the old or the new
-// generation, never a mix. Generations beyond the last KeepGenerations are
-// dropped. Subscribers are told after the commit.
+// generation, never a mix. Documents a kept generation already holds are
+// shared, not written again (docs.go). Generations beyond the last
+// KeepGenerations are dropped. Subscribers are told after the commit.
 func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	seen := make(map[string]bool, len(a.Docs))
-	vals := make([][2][]byte, 0, len(a.Docs))
 	for _, d := range a.Docs {
 		if seen[d.Key()] {
 			return Meta{}, fmt.Errorf("apply: %s appears twice", d.Key())
 		}
 		seen[d.Key()] = true
-		spec, err := json.Marshal(d.Spec)
-		if err != nil {
-			return Meta{}, fmt.Errorf("apply %s: %w", d.Key(), err)
-		}
-		plain, err := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
-		if err != nil {
-			return Meta{}, fmt.Errorf("apply %s: %w", d.Key(), err)
-		}
-		vals = append(vals, [2][]byte{s.seal.keyName("desired", d.Key()), plain})
 	}
-	// bbolt splits nodes only at commit, so a new bucket's keys all go into
-	// one in-memory node; in key order each Put is an append, in random
-	// (HMAC) order each is a memmove, and 100k documents took seconds.
-	sort.Slice(vals, func(i, j int) bool { return bytes.Compare(vals[i][0], vals[j][0]) < 0 })
+	// In reference order, so that each Put into the shared buckets is an
+	// append to bbolt's in-memory node rather than a memmove (100k
+	// documents in random order took seconds).
+	docs := append([]*schema.Document(nil), a.Docs...)
+	refs := make([]docRef, len(docs))
+	rh := s.seal.refHasher()
+	for i, d := range docs {
+		refs[i] = rh.ref(d)
+	}
+	sort.Sort(byRef{refs, docs})
 	var m Meta
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -146,12 +143,11 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 		if err != nil {
 			return fmt.Errorf("generation %d: %w", m.Generation, err)
 		}
-		gb.FillPercent = 0.9
-		for i, kv := range vals {
-			if err := gb.Put(kv[0], s.seal.seal(kv[1], ad(genKey, kv[0]))); err != nil {
-				return err
-			}
-			vals[i][1] = nil // bbolt holds the sealed copy; let the plaintext go
+		if err := s.putRefs(tx, refs, docs); err != nil {
+			return err
+		}
+		if err := gb.Put(kGenIndex, s.seal.seal(indexBytes(refs), ad(genKey, kGenIndex))); err != nil {
+			return err
 		}
 		mj, _ := json.Marshal(m)
 		if err := gb.Put(kGenMeta, s.seal.seal(mj, ad(genKey, kGenMeta))); err != nil {
@@ -170,10 +166,22 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
-	docs := append([]*schema.Document(nil), a.Docs...)
 	s.current.Store(newSnapshot(m, docs))
 	s.notify(m.Generation)
 	return m, nil
+}
+
+// byRef sorts documents by their content references.
+type byRef struct {
+	refs []docRef
+	docs []*schema.Document
+}
+
+func (b byRef) Len() int           { return len(b.refs) }
+func (b byRef) Less(i, j int) bool { return bytes.Compare(b.refs[i][:], b.refs[j][:]) < 0 }
+func (b byRef) Swap(i, j int) {
+	b.refs[i], b.refs[j] = b.refs[j], b.refs[i]
+	b.docs[i], b.docs[j] = b.docs[j], b.docs[i]
 }
 
 func (s *Store) pruneGenerations(tx *bolt.Tx, newest uint64) error {
@@ -190,6 +198,15 @@ func (s *Store) pruneGenerations(tx *bolt.Tx, newest uint64) error {
 		}
 	}
 	for _, k := range drop {
+		if gb := b.Bucket(k); gb != nil {
+			refs, _, err := s.readIndex(gb, k)
+			if err != nil {
+				return fmt.Errorf("prune generation %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if err := s.dropRefs(tx, refs); err != nil {
+				return err
+			}
+		}
 		if err := b.DeleteBucket(k); err != nil {
 			return err
 		}
@@ -253,14 +270,38 @@ func (s *Store) readGeneration(tx *bolt.Tx, n uint64) (*Snapshot, error) {
 		return nil, fmt.Errorf("generation %d: %w", n, ErrNotFound)
 	}
 	var m Meta
+	plain, err := s.seal.open(gb.Get(kGenMeta), ad(genKey, kGenMeta))
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	if err := json.Unmarshal(plain, &m); err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	refs, indexed, err := s.readIndex(gb, genKey)
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
 	var docs []*schema.Document
-	err := gb.ForEach(func(k, v []byte) error {
+	if indexed {
+		docs = make([]*schema.Document, 0, len(refs))
+		for _, ref := range refs {
+			d, err := s.readDoc(tx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("generation %d: %w", n, err)
+			}
+			docs = append(docs, d)
+		}
+		return newSnapshot(m, docs), nil
+	}
+	// A generation written before content addressing: its documents
+	// are in its own bucket.
+	err = gb.ForEach(func(k, v []byte) error {
+		if len(k) == 1 {
+			return nil // kGenMeta
+		}
 		plain, err := s.seal.open(v, ad(genKey, k))
 		if err != nil {
 			return fmt.Errorf("generation %d: %w", n, err)
-		}
-		if len(k) == 1 && k[0] == 0 {
-			return json.Unmarshal(plain, &m)
 		}
 		var st stored
 		if err := json.Unmarshal(plain, &st); err != nil {

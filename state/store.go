@@ -38,6 +38,8 @@ var (
 var (
 	bMeta    = []byte("meta")
 	bDesired = []byte("desired")
+	bDocs    = []byte("docs")    // sealed documents by content reference (docs.go)
+	bDocRefs = []byte("docrefs") // how many kept generations use each document
 	bAudit   = []byte("audit")
 )
 
@@ -122,7 +124,7 @@ func Open(dir string, opts Options) (*Store, error) {
 // key check value.
 func (s *Store) init() error {
 	return s.update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bDesired, bAudit} {
+		for _, b := range [][]byte{bMeta, bDesired, bDocs, bDocRefs, bAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// benchApply: a bundle of --docs policies dropped into the inbox of a
+// fresh agent, then the same bundle with --changed policies changed.
+// For each it measures drop to the engine deciding by the new generation
+// (an evaluate that only the new sentinel policy allows) and drop to the
+// last materialized file written (the newest mtime in policies/), and
+// counts the files written.
+func benchApply() {
+	var first, firstFiles, next, nextFiles []time.Duration
+	var ratios []float64
+	var wroteFirst, wroteNext int
+	for r := 0; r < *runs; r++ {
+		a := startAgent(nil)
+		docs, err := os.MkdirTemp("", "warden-e2e-docs-")
+		check(err)
+		writeDocs(docs, *ndocs-2, 0, 1) // with the sentinel and Settings: --docs documents
+		b1 := a.build(docs, 1)
+		writeDocs(docs, *changed, 2, 2) // the first --changed policies, and the sentinel
+		b2 := a.build(docs, 2)
+		os.RemoveAll(docs)
+
+		d, f, w := a.applyOne(b1, 1, *ndocs-1)
+		first, firstFiles = append(first, d), append(firstFiles, f)
+		wroteFirst = w
+		d2, f2, w2 := a.applyOne(b2, 2, *changed+1)
+		next, nextFiles = append(next, d2), append(nextFiles, f2)
+		wroteNext = w2
+		ratios = append(ratios, float64(d2)/float64(d))
+		a.stop()
+		fmt.Printf("  run %d: first %s / %s files, %d changed %s / %s files\n", r+1,
+			d.Round(time.Millisecond), f.Round(time.Millisecond), *changed, d2.Round(time.Millisecond), f2.Round(time.Millisecond))
+	}
+	fmt.Printf("apply %d documents, inbox drop to decision by the new generation: %s\n", *ndocs, summarize(first))
+	fmt.Printf("apply %d documents, inbox drop to last file written (%d written): %s\n", *ndocs, wroteFirst, summarize(firstFiles))
+	fmt.Printf("same bundle, %d changed, drop to decision: %s\n", *changed, summarize(next))
+	fmt.Printf("same bundle, %d changed, drop to last file written (%d written): %s\n", *changed, wroteNext, summarize(nextFiles))
+	slices.Sort(ratios)
+	fmt.Printf("ratio changed/first (drop to decision), median of runs: %.1f%%\n", 100*ratios[len(ratios)/2])
+}
+
+// applyOne drops bundle (version v) and waits for the sentinel decision,
+// then for the files; want is how many files the apply must write.
+func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.Duration, wrote int) {
+	app := fmt.Sprintf("/usr/bin/e2e-v%d", v)
+	req := map[string]any{"user": "e2e-user", "groups": []string{"e2e"}, "machine": "e2e", "sessionId": "e2e",
+		"action": "elevate", "application": map[string]any{"path": app}}
+	t0 := a.drop(bundle)
+	waitFor(10*time.Minute, "decision by generation "+fmt.Sprint(v), func() bool {
+		var ans struct{ Decision string }
+		code, err := a.call("POST", "/api/v1/evaluate", req, &ans)
+		return err == nil && code == 200 && ans.Decision == "allow"
+	})
+	decided = time.Since(t0)
+	dir := filepath.Join(a.root, "policies")
+	sentinel := filepath.Join(dir, "e2e-sentinel.json")
+	waitFor(10*time.Minute, "files of generation "+fmt.Sprint(v), func() bool {
+		data, err := os.ReadFile(sentinel)
+		if err != nil || !strings.Contains(string(data), app) {
+			return false
+		}
+		n, newest := newer(dir, t0)
+		if n < want {
+			return false
+		}
+		written, wrote = newest.Sub(t0), n
+		return true
+	})
+	// Let the controller finish: anything written after we looked counts.
+	time.Sleep(300 * time.Millisecond)
+	n, newest := newer(dir, t0)
+	return decided, max(written, newest.Sub(t0)), n
+}
+
+// newer counts the files in dir modified at or after t0 and returns the
+// newest modification time.
+func newer(dir string, t0 time.Time) (int, time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, t0
+	}
+	n, newest := 0, t0
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().Before(t0) {
+			continue
+		}
+		n++
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+	}
+	return n, newest
+}
+
+// writeDocs writes policies 0..n-1 with the given tag, the sentinel policy
+// of version v, and Settings that let the benchmark poll without being
+// rate limited.
+func writeDocs(dir string, n, tag, v int) {
+	check(os.MkdirAll(filepath.Join(dir, "policies"), 0o755))
+	for i := 0; i < n; i++ {
+		doc := fmt.Sprintf(`{"kind": "Policy", "id": "p-%05d", "spec": {
+  "name": "Developers may elevate package tools %d (%d)", "type": "PrivilegeElevation",
+  "status": "enforce", "priority": %d, "controls": ["allow", "justification"],
+  "durationSeconds": 900,
+  "filters": {"users": ["*"], "groups": ["developers", "ops"], "machines": ["ws-*"],
+              "applications": [{"path": "/usr/bin/apt*", "commandLine": "apt install *"}]}}}`, i, i, tag, i%1000)
+		check(os.WriteFile(filepath.Join(dir, "policies", fmt.Sprintf("p-%05d.json", i)), []byte(doc), 0o644))
+	}
+	sentinel := fmt.Sprintf(`{"kind": "Policy", "id": "e2e-sentinel", "spec": {"name": "e2e sentinel",
+  "type": "PrivilegeElevation", "status": "enforce", "priority": 5000, "controls": ["allow"],
+  "filters": {"users": ["e2e-user"], "applications": [{"path": "/usr/bin/e2e-v%d"}]}}}`, v)
+	check(os.WriteFile(filepath.Join(dir, "policies", "e2e-sentinel.json"), []byte(sentinel), 0o644))
+	settings := `{"kind": "Settings", "id": "agent", "spec": {"allowedHosts": ["localhost", "127.0.0.1"],
+  "rateLimit": {"perMinute": 1000000, "queue": 1000}}}`
+	check(os.WriteFile(filepath.Join(dir, "settings.json"), []byte(settings), 0o644))
+}

@@ -1,0 +1,126 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"warden/schema"
+)
+
+// counts returns how many documents the shared bucket holds and the sum
+// of their reference counts.
+func counts(t *testing.T, s *Store) (docs, refs int) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		docs = tx.Bucket(bDocs).Stats().KeyN
+		return tx.Bucket(bDocRefs).ForEach(func(_, v []byte) error {
+			refs += int(refCount(v))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs, refs
+}
+
+// changed is generationDocs(n, base) with the first k policies tagged tag.
+func changed(t *testing.T, n int, base string, k int, tag string) []*schema.Document {
+	docs := generationDocs(t, n, base)
+	for i := 0; i < k; i++ {
+		docs[i] = restoredPolicy(t, fmt.Sprintf("policy-%05d", i), tag)
+	}
+	return docs
+}
+
+// A generation that changes 10 of 100 documents stores 10 more; every kept
+// generation reads back whole; pruning a generation deletes exactly the
+// documents no kept generation holds.
+func TestDocumentsAreShared(t *testing.T) {
+	s := openT(t, keeperDir(t), Options{KeepGenerations: 2})
+	apply := func(docs []*schema.Document) {
+		t.Helper()
+		if _, err := s.ApplyGeneration(Apply{Docs: docs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(generationDocs(t, 100, "a"))
+	if d, r := counts(t, s); d != 100 || r != 100 {
+		t.Fatalf("after the first generation: %d documents, %d references; want 100, 100", d, r)
+	}
+	apply(changed(t, 100, "a", 10, "b"))
+	if d, r := counts(t, s); d != 110 || r != 200 {
+		t.Fatalf("after 10 changed: %d documents, %d references; want 110, 200", d, r)
+	}
+	apply(changed(t, 100, "a", 10, "c")) // generation 1 is pruned (keep 2)
+	if d, r := counts(t, s); d != 110 || r != 200 {
+		t.Fatalf("after pruning generation 1: %d documents, %d references; want 110 (90 shared + b + c), 200", d, r)
+	}
+	for g, tag := range map[uint64]string{2: "b", 3: "c"} {
+		sn, err := s.Generation(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sn.Docs) != 100 || tagOf(sn.Get(schema.KindPolicy, "policy-00000")) != tag || tagOf(sn.Get(schema.KindPolicy, "policy-00099")) != "a" {
+			t.Errorf("generation %d: %d docs, policy-00000 tagged %s", g, len(sn.Docs), tagOf(sn.Get(schema.KindPolicy, "policy-00000")))
+		}
+	}
+	// Back to "b" (held by generation 2, pruned by this apply), then two
+	// generations of other documents: the counts go down to what is kept.
+	apply(changed(t, 100, "a", 10, "b"))
+	apply(generationDocs(t, 5, "z"))
+	apply(generationDocs(t, 5, "z"))
+	if d, r := counts(t, s); d != 5 || r != 10 {
+		t.Fatalf("after two generations of 5 new documents: %d documents, %d references; want 5, 10", d, r)
+	}
+}
+
+// A store written before content addressing (documents inside each
+// generation's bucket) still reads, and its generations are pruned
+// without touching the shared documents.
+func TestOldGenerationLayout(t *testing.T) {
+	dir := keeperDir(t)
+	s := openT(t, dir, Options{KeepGenerations: 2})
+	old := generationDocs(t, 20, "old")
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		genKey := u64(1)
+		gb, err := tx.Bucket(bDesired).CreateBucket(genKey)
+		if err != nil {
+			return err
+		}
+		for _, d := range old {
+			spec, _ := json.Marshal(d.Spec)
+			plain, _ := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
+			k := s.seal.keyName("desired", d.Key())
+			if err := gb.Put(k, s.seal.seal(plain, ad(genKey, k))); err != nil {
+				return err
+			}
+		}
+		mj, _ := json.Marshal(Meta{Generation: 1, BundleVersion: 1, Documents: len(old)})
+		if err := gb.Put(kGenMeta, s.seal.seal(mj, ad(genKey, kGenMeta))); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(kCurrent, s.seal.seal(mj, kCurrent))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openT(t, dir, Options{KeepGenerations: 2})
+	if sn := s.Current(); sn.Meta.Generation != 1 || len(sn.Docs) != 20 || tagOf(sn.Docs[0]) != "old" {
+		t.Fatalf("old generation read as generation %d with %d docs", sn.Meta.Generation, len(sn.Docs))
+	}
+	for g := 2; g <= 4; g++ {
+		if _, err := s.ApplyGeneration(Apply{BundleVersion: int64(g), Docs: generationDocs(t, 20, "new")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, r := counts(t, s); d != 20 || r != 40 {
+		t.Fatalf("%d documents, %d references; want 20, 40", d, r)
+	}
+	if sn, err := s.Generation(4); err != nil || len(sn.Docs) != 20 || tagOf(sn.Docs[0]) != "new" {
+		t.Fatalf("generation 4: %v", err)
+	}
+}

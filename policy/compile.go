@@ -140,7 +140,7 @@ func Compile(docs []*schema.Document) (*Index, error) {
 			continue
 		}
 		seen[d.ID] = true
-		p, perrs := compilePolicy(d.ID, spec)
+		p, perrs := compileDoc(d, spec)
 		if perrs != nil {
 			errs = append(errs, perrs...)
 			continue

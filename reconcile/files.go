@@ -32,8 +32,11 @@ type Files struct {
 
 	mu   sync.Mutex
 	gen  uint64
-	want map[string]*fileWant    // nil: rebuild from the store
-	seen map[string]statIdentity // stat of a file whose content was verified
+	want map[string]*fileWant // nil: rebuild from the store
+	// diffed is the desired set changedKeys last compared against (not
+	// want, which a worker may already have moved to the new generation).
+	diffed map[string]*fileWant
+	seen   map[string]statIdentity // stat of a file whose content was verified
 
 	led ledger // content this agent wrote or verified, by path (files_ledger.go)
 }
@@ -80,6 +83,34 @@ func (f *Files) desired() map[string]*fileWant {
 		f.gen = sn.Meta.Generation
 	}
 	return f.want
+}
+
+// changedKeys moves the desired files on to the current generation and
+// returns the paths whose content differs from the previous generation's
+// (added, changed or removed): after an apply only those need a look, so
+// a generation that changes 10 of 10,000 documents touches 10 files.
+// full is true when there was no previous set to compare with; the
+// caller then looks at every path.
+func (f *Files) changedKeys() (keys []string, full bool) {
+	next := f.desired()
+	f.mu.Lock()
+	old := f.diffed
+	f.diffed = next
+	f.mu.Unlock()
+	if old == nil {
+		return nil, true
+	}
+	for k, w := range next {
+		if o := old[k]; o == nil || o.sum != w.sum {
+			keys = append(keys, k)
+		}
+	}
+	for k := range old {
+		if next[k] == nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys, false
 }
 
 // Keys lists every desired path, every *.json present in the managed

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,5 +217,34 @@ func TestPeriodicResyncHashesContent(t *testing.T) {
 	}
 	if n := len(e.events(audit.DriftDetected)); n != 0 {
 		t.Errorf("drift reported for a file that was right: %+v", e.drift())
+	}
+}
+
+// A generation that changes one of 200 documents makes the files
+// controller look at that file (and the settings file), not at all 200;
+// a removed document's file goes.
+func TestGenerationReconcilesOnlyChangedFiles(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start()
+	docs := policies(t, 200)
+	e.apply(docs...)
+	e.waitFor("materialized", func() bool { return readFile(e.path("policies/p-00199.json")) != "" })
+	e.waitQuiet()
+	// One more generation so the controller has a set to compare with.
+	e.apply(docs...)
+	e.waitQuiet()
+	before := e.count(FilesController)
+
+	next := slices.Clone(docs[:199]) // p-00199 removed
+	next[7] = validated(t, policyJSON("p-00007", 4242))[0]
+	e.apply(next...)
+	e.waitFor("p-00007 rewritten", func() bool { return readFile(e.path("policies/p-00007.json")) == string(policyJSON("p-00007", 4242)) })
+	e.waitFor("p-00199 removed", func() bool { _, err := os.Stat(e.path("policies/p-00199.json")); return os.IsNotExist(err) })
+	e.waitQuiet()
+	if n := e.count(FilesController) - before; n > 10 {
+		t.Errorf("the files controller reconciled %d keys for a generation that changed 2 files", n)
+	}
+	if recs := e.drift(); len(recs) != 0 {
+		t.Errorf("drift for desired-state changes: %+v", recs)
 	}
 }

@@ -313,8 +313,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil // store closed
 			}
 			m.log.Debug("generation applied", "generation", gen)
-			m.files.invalidate()
-			m.resyncAll(ctx)
+			m.generationApplied(ctx)
 		case <-tick.C:
 			m.files.forgetStats() // verify content, not stats, once a period
 			m.resyncAll(ctx)
@@ -336,6 +335,21 @@ func (m *Manager) Run(ctx context.Context) error {
 				m.resyncAll(ctx)
 			}
 		}
+	}
+}
+
+// generationApplied looks at what a new generation may have changed: the
+// files whose desired content changed, and everything of the other
+// controllers (a few keys each). The periodic resync still looks at every
+// file.
+func (m *Manager) generationApplied(ctx context.Context) {
+	keys, full := m.files.changedKeys()
+	for _, c := range m.controllers() {
+		if c.name == FilesController && !full {
+			c.q.add(keys...)
+			continue
+		}
+		c.resync(ctx)
 	}
 }
 

@@ -59,16 +59,23 @@ var ActionOf = map[string]string{
 	"LeastPrivilege":     ActionElevate,
 	"FileAccess":         ActionFileAccess,
 	"CommandLine":        ActionCommand,
+	"ApplicationControl": ActionExec,
 }
 
-var actionIndex = map[string]int{ActionElevate: 0, ActionFileAccess: 1, ActionCommand: 2}
+// TypeApplicationControl is the policy type the exec controller enforces.
+const TypeApplicationControl = "ApplicationControl"
+
+// actionIndex numbers the actions; each has its own bucket, so a policy of
+// one type never takes part in another type's decisions (an
+// ApplicationControl deny does not refuse an elevation, nor the reverse).
+var actionIndex = map[string]int{ActionElevate: 0, ActionFileAccess: 1, ActionCommand: 2, ActionExec: 3}
 
 // Index is a compiled generation of policies. It is immutable and safe for
 // concurrent use.
 type Index struct {
 	policies []*compiled // every policy but those off, by id
 	off      []*compiled // policies with status off, kept for explanations
-	buckets  [3]bucket   // by action
+	buckets  [4]bucket   // by action
 }
 
 // bucket indexes the policies of one action by where a request can be
@@ -281,6 +288,9 @@ func compilePolicy(id string, s *schema.PolicySpec) (*compiled, schema.Errors) {
 		if len(self) == 1 && len(below) == 1 {
 			p.folders = append(p.folders, folderMatcher{src: dir, self: self[0], below: below[0]})
 		}
+	}
+	if s.Type == TypeApplicationControl {
+		checkExecPolicy(s, fail)
 	}
 	if f.Time != nil {
 		w, err := compileWindow(f.Time)

@@ -16,6 +16,9 @@ const (
 	ActionElevate    = "elevate"
 	ActionFileAccess = "file-access"
 	ActionCommand    = "command"
+	// ActionExec is a program about to run (ApplicationControl policies);
+	// the exec controller asks it for every exec it watches.
+	ActionExec = "exec"
 )
 
 // Request limits. A request is small; anything larger is refused before it
@@ -199,7 +202,7 @@ func (r *Request) Validate() error {
 		}
 	}
 	switch r.Action {
-	case ActionElevate, ActionCommand:
+	case ActionElevate, ActionCommand, ActionExec:
 		if r.Application.Path == "" {
 			return reqErr("application.path", "required for action %s", r.Action)
 		}
@@ -210,7 +213,7 @@ func (r *Request) Validate() error {
 	case "":
 		return reqErr("action", "required field is missing")
 	default:
-		return reqErr("action", "invalid value %q (must be one of elevate, file-access, command)", r.Action)
+		return reqErr("action", "invalid value %q (must be one of elevate, file-access, command, exec)", r.Action)
 	}
 	if err := r.Application.validate(); err != nil {
 		return err

@@ -187,6 +187,17 @@ type SettingsSpec struct {
 	RateLimit             RateLimit      `json:"rateLimit"`
 	CircuitBreaker        CircuitBreaker `json:"circuitBreaker"`
 	Enforcement           Enforcement    `json:"enforcement"`
+	ApplicationControl    AppControl     `json:"applicationControl"`
+}
+
+// AppControl configures the exec controller (Settings
+// applicationControl). Zero values mean the defaults: default allow,
+// DefaultAppControlTimeoutMs, fallback allow, mounts ["/"].
+type AppControl struct {
+	Default   string   `json:"default,omitempty"`
+	TimeoutMs int      `json:"timeoutMs,omitempty"`
+	Fallback  string   `json:"fallback,omitempty"`
+	Mounts    []string `json:"mounts,omitempty"`
 }
 
 // Enforcement says where privileges are made true on the machine.
@@ -278,6 +289,9 @@ const (
 	DefaultBreakerFailures   = 10
 	DefaultBreakerOpenSecond = 300
 	DefaultPollSeconds       = 60
+	// DefaultAppControlTimeoutMs is how long an exec waits for the exec
+	// controller's answer before the fallback applies.
+	DefaultAppControlTimeoutMs = 100
 )
 
 // DefaultSettings is what an agent runs with before any Settings document

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -98,6 +99,9 @@ func runValidate(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	all = append(all, policyIssues(inputs, docs)...)
+	for _, w := range policy.AllowListWarnings(docs, time.Now()) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+	}
 	if len(all) > 0 {
 		for _, is := range all {
 			fmt.Fprintln(cmd.ErrOrStderr(), is.String())

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"warden/api"
+	"warden/appcontrol"
 	"warden/atomicfile"
 	"warden/audit"
 	"warden/broker"
@@ -116,6 +117,7 @@ type agent struct {
 	broker   *broker.Broker
 	// cancelAuditFeed ends the broker's audit subscription.
 	cancelAuditFeed func()
+	appctl          *appcontrol.Controller
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -198,6 +200,9 @@ func (a *agent) start(ctx context.Context) error {
 
 	routes, err := a.startEngine(bgCtx)
 	if err != nil {
+		return err
+	}
+	if err := a.startAppControl(bgCtx); err != nil {
 		return err
 	}
 	jobRoutes, err := a.startJobs(bgCtx)
@@ -345,6 +350,9 @@ func (a *agent) runtimeStatus() map[string]any {
 	out["plugins"] = a.pluginStatus()
 	if a.forward != nil {
 		out["auditForward"] = a.forward.Status()
+	}
+	if a.appctl != nil {
+		out["applicationControl"] = a.appctl.Status()
 	}
 	return out
 }

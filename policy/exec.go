@@ -89,7 +89,8 @@ func (ix *Index) ExecCovers(dir string, now time.Time) bool {
 var SystemDirs = []string{"/usr/bin", "/usr/sbin"}
 
 // AllowListWarnings looks at a set of documents as one generation: when
-// its Settings make application control an allow list (default "deny"),
+// its Settings make application control an allow list (default "deny",
+// or "monitor" while one is rolled out),
 // it names each of SystemDirs that no enforcing ApplicationControl allow
 // policy covers for every user (ExecCovers), judged at now. Policies that
 // do not compile are left out (Compile reports them).
@@ -106,7 +107,7 @@ func AllowListWarnings(docs []*schema.Document, now time.Time) []string {
 			}
 		}
 	}
-	if set == nil || set.ApplicationControl.Default != Deny {
+	if set == nil || (set.ApplicationControl.Default != Deny && set.ApplicationControl.Default != "monitor") {
 		return nil
 	}
 	ix, err := Compile(policies)
@@ -116,7 +117,7 @@ func AllowListWarnings(docs []*schema.Document, now time.Time) []string {
 	var out []string
 	for _, dir := range SystemDirs {
 		if !ix.ExecCovers(dir, now) {
-			out = append(out, fmt.Sprintf("settings: spec.applicationControl.default is deny (an allow list) but no enforcing ApplicationControl policy allows every user to run programs in %s", dir))
+			out = append(out, fmt.Sprintf("settings: spec.applicationControl.default is %s (an allow list) but no enforcing ApplicationControl policy allows every user to run programs in %s", set.ApplicationControl.Default, dir))
 		}
 	}
 	return out

@@ -1,0 +1,155 @@
+package appcontrol
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"warden/audit"
+)
+
+// TestDenyForOneUser is the end-to-end behaviour: a deny policy on a
+// program for one user makes the exec fail with EPERM for that user only,
+// audits it once however often it is tried, monitor mode runs it and
+// audits the would-be block, and removing the policy lets it run again.
+func TestDenyForOneUser(t *testing.T) {
+	needRoot(t)
+	mnt, prog := mountTmpfs(t, 16)
+	alice, bob := addUser(t, "a"), addUser(t, "b")
+	f := start(t)
+	deny := func(status string) string {
+		return acPolicy("no-true", status, `{"users": ["`+alice.name+`"], "applications": [{"path": "`+mnt+`/tr*"}]}`, "deny")
+	}
+	f.apply(t, settings(mnt, ""), deny("enforce"))
+	if !f.c.Status()["active"].(bool) {
+		t.Fatal("controller not watching after an ApplicationControl policy was applied")
+	}
+
+	code, out := run(t, &alice, prog)
+	if code != 126 || !contains(out, "Operation not permitted") {
+		t.Fatalf("denied user: exit %d %q; want 126 and Operation not permitted", code, out)
+	}
+	for _, u := range []*testUser{nil, &bob} {
+		if code, out := run(t, u, prog); code != 0 {
+			t.Errorf("user %v: exit %d %q; want 0", u, code, out)
+		}
+	}
+	for range 3 { // repeats are coalesced
+		if code, _ := run(t, &alice, prog); code != 126 {
+			t.Fatalf("denied user again: exit %d; want 126", code)
+		}
+	}
+	waitFor(t, "APPLICATION_BLOCKED stored", func() bool { return len(f.blocked(t)) > 0 })
+	evs := f.blocked(t)
+	if len(evs) != 1 {
+		t.Fatalf("%d APPLICATION_BLOCKED events after 4 blocked execs within a minute; want 1 (coalesced): %+v", len(evs), evs)
+	}
+	e := evs[0]
+	if e.UserInfo == nil || e.UserInfo.User != alice.name || e.TargetInfo == nil || e.TargetInfo.Path != prog ||
+		e.Evaluation == nil || e.Evaluation.Policy != "no-true" || e.Details["blocked"] != true || e.Details["parent"] == nil || e.Details["pid"] == nil {
+		t.Errorf("event %+v %+v %+v %v; want user %s, path %s, policy no-true, blocked, pid and parent", e.UserInfo, e.TargetInfo, e.Evaluation, e.Details, alice.name, prog)
+	}
+
+	f.apply(t, settings(mnt, ""), deny("monitor"))
+	if code, out := run(t, &alice, prog); code != 0 {
+		t.Fatalf("monitor mode: exit %d %q; want 0", code, out)
+	}
+	waitFor(t, "monitor event", func() bool { return len(f.blocked(t)) == 2 })
+	m := f.blocked(t)[1]
+	if m.Details["blocked"] != false || m.Evaluation.Mode != "monitor" || m.Evaluation.Effective != "allow" {
+		t.Errorf("monitor event %+v %v; want blocked false, mode monitor, effective allow", m.Evaluation, m.Details)
+	}
+
+	f.apply(t, settings(mnt, ""))
+	waitFor(t, "marks removed", func() bool { return !f.c.Status()["active"].(bool) })
+	if code, out := run(t, &alice, prog); code != 0 {
+		t.Fatalf("policy removed: exit %d %q; want 0", code, out)
+	}
+}
+
+// TestSHA256AndFallback denies a program by its hash, wherever it lies and
+// whatever its name; a file too large to hash within the deadline gets the
+// fallback answer, and its next exec the real one (the hash is cached).
+func TestSHA256AndFallback(t *testing.T) {
+	needRoot(t)
+	mnt, prog := mountTmpfs(t, 160)
+	bob := addUser(t, "c")
+	big := filepath.Join(mnt, "big")
+	copyFile(t, "/usr/bin/true", big, 96<<20) // an ELF file runs with trailing bytes
+	sum := func(p string) string {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(data)
+		return hex.EncodeToString(s[:])
+	}
+	renamed := filepath.Join(mnt, "renamed")
+	copyFile(t, "/usr/bin/true", renamed, 0)
+	f := start(t)
+	hashes := `{"applications": [{"sha256": "` + sum(prog) + `"}, {"sha256": "` + sum(big) + `"}]}`
+	f.apply(t, settings(mnt, `, "timeoutMs": 10, "fallback": "deny"`), acPolicy("by-hash", "enforce", hashes, "deny"))
+
+	if code, _ := run(t, &bob, renamed); code != 126 {
+		t.Errorf("a copy under another name: exit %d; want 126 (same sha256)", code)
+	}
+	if code, _ := run(t, nil, prog); code != 126 {
+		t.Errorf("root: exit %d; want 126 (the policy names no users)", code)
+	}
+	// 96 MiB do not hash in 10 ms: the fallback (deny) answers and is
+	// audited as such.
+	if code, _ := run(t, &bob, big); code != 126 {
+		t.Errorf("big file, first exec: exit %d; want 126 from the fallback", code)
+	}
+	if f.c.Stats().Fallback.Load() == 0 {
+		t.Error("no fallback answer counted for a decision that took longer than timeoutMs")
+	}
+	waitFor(t, "hash cached", func() bool { f.c.hashes.mu.Lock(); defer f.c.hashes.mu.Unlock(); return len(f.c.hashes.m) == 3 })
+	f.apply(t, settings(mnt, `, "timeoutMs": 10, "fallback": "allow"`), acPolicy("by-hash", "enforce", hashes, "deny"))
+	if code, _ := run(t, &bob, big); code != 126 {
+		t.Errorf("big file once hashed: exit %d; want 126 from the policy (fallback is allow now)", code)
+	}
+	waitFor(t, "events", func() bool { return len(f.blocked(t)) >= 3 })
+	var fallback, byHash bool
+	for _, e := range f.blocked(t) {
+		if e.TargetInfo.Path == big && e.Evaluation.Policy == "" && contains(e.Evaluation.Reason, "fallback deny") {
+			fallback = true
+		}
+		if e.TargetInfo.Path == renamed && e.TargetInfo.Hash == sum(prog) && e.Evaluation.Policy == "by-hash" {
+			byHash = true
+		}
+	}
+	if !fallback || !byHash {
+		t.Errorf("events %+v: want a fallback-deny event for %s and a by-hash event with the sha256 for %s", f.blocked(t), big, renamed)
+	}
+}
+
+// TestAllowList makes application control an allow list on the test
+// mount: a listed program runs, any other is refused by default.
+func TestAllowList(t *testing.T) {
+	needRoot(t)
+	mnt, prog := mountTmpfs(t, 16)
+	other := filepath.Join(mnt, "other")
+	copyFile(t, "/usr/bin/true", other, 0)
+	bob := addUser(t, "d")
+	f := start(t)
+	f.apply(t, settings(mnt, `, "default": "deny"`), acPolicy("listed", "enforce", `{"applications": [{"path": "`+prog+`"}]}`, "allow"))
+	if code, out := run(t, &bob, prog); code != 0 {
+		t.Errorf("listed program: exit %d %q; want 0", code, out)
+	}
+	if code, _ := run(t, &bob, other); code != 126 {
+		t.Errorf("unlisted program: exit %d; want 126", code)
+	}
+	f.apply(t, settings(mnt, `, "default": "monitor"`), acPolicy("listed", "enforce", `{"applications": [{"path": "`+prog+`"}]}`, "allow"))
+	if code, _ := run(t, &bob, other); code != 0 {
+		t.Errorf("unlisted program, default monitor: exit %d; want 0", code)
+	}
+	waitFor(t, "events", func() bool { return len(f.blocked(t)) == 2 })
+	evs := f.blocked(t)
+	if evs[0].Details["blocked"] != true || evs[1].Details["blocked"] != false || evs[1].Evaluation.Mode != "monitor" {
+		t.Errorf("events %v / %v; want one block then one would-be block", evs[0].Details, evs[1].Details)
+	}
+	_ = audit.ApplicationBlocked
+}

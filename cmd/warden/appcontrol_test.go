@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestAppControlAgentKilled runs the real agent with an ApplicationControl
+// deny on a tmpfs the test mounts (never a shared filesystem), keeps execs
+// going on it, and kills the agent with SIGKILL: the kernel must drop the
+// marks and let every exec through, none left waiting.
+func TestAppControlAgentKilled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: fanotify permission events, a tmpfs, a test user")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	if err := unix.Mount("wdn-appctl", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=8m,mode=0755"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	prog := filepath.Join(mnt, "true")
+	in, _ := os.Open("/usr/bin/true")
+	out, _ := os.OpenFile(prog, os.O_WRONLY|os.O_CREATE, 0o755)
+	io.Copy(out, in)
+	in.Close()
+	out.Close()
+
+	name := "wdn-appctl-k"
+	exec.Command("userdel", name).Run()
+	if out, err := exec.Command("useradd", "-M", "-N", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Skipf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	u, _ := user.Lookup(name)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	asUser := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	run := func(ctx context.Context, cred *syscall.Credential) int {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", prog)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			return -1
+		}
+		return 0
+	}
+
+	docs := filepath.Join(dir, "docs")
+	os.MkdirAll(filepath.Join(docs, "policies"), 0o755)
+	os.WriteFile(filepath.Join(docs, "settings.json"), []byte(`{"kind": "Settings", "id": "agent", "spec": {"applicationControl": {"mounts": ["`+mnt+`"]}}}`), 0o644)
+	os.WriteFile(filepath.Join(docs, "policies", "no-true.json"), []byte(`{"kind": "Policy", "id": "no-true", "spec": {"name": "no true",
+		"type": "ApplicationControl", "status": "enforce", "controls": ["deny"],
+		"filters": {"users": ["`+name+`"], "applications": [{"path": "`+prog+`"}]}}}`), 0o644)
+	keys := filepath.Join(dir, "keys")
+	if out, code := warden(t, "bundle", "keygen", "--out", keys); code != 0 {
+		t.Fatalf("keygen: %s", out)
+	}
+	b := filepath.Join(dir, "b1.tar.gz")
+	if out, code := warden(t, "bundle", "build", "--in", docs, "--key", filepath.Join(keys, "bundle.key"), "--version", "1", "--out", b); code != 0 {
+		t.Fatalf("build: %s", out)
+	}
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	os.Chmod(root, 0o755)
+	pub, _ := os.ReadFile(filepath.Join(keys, "bundle.pub"))
+	os.WriteFile(filepath.Join(root, "trust", "k.pub"), pub, 0o600)
+	agent := exec.Command(wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
+		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "run", "agent.json")); return err == nil })
+	os.Rename(b, filepath.Join(root, "inbox", "b1.tar.gz"))
+	waitFor(t, func() bool { return run(context.Background(), asUser) == 126 })
+	if code := run(context.Background(), nil); code != 0 {
+		t.Fatalf("root: exit %d; want 0", code)
+	}
+
+	// Execs in flight, allowed (root) and denied (the user), while the
+	// agent dies.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var hung int
+	for i := range 4 {
+		cred := asUser
+		if i%2 == 0 {
+			cred = nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if run(ctx, cred) == -1 {
+					mu.Lock()
+					hung++
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	agent.Wait()
+	killed := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if hung > 0 || ctx.Err() != nil {
+		t.Fatalf("%d exec loops hung after the agent was killed", hung)
+	}
+	if code := run(context.Background(), asUser); code != 0 {
+		t.Fatalf("after SIGKILL of the agent the user's exec exits %d; want 0 (marks released)", code)
+	}
+	if d := time.Since(killed); d > 5*time.Second {
+		t.Errorf("execs took %v to drain after the kill", d)
+	}
+}

@@ -55,6 +55,7 @@ type Controller struct {
 	names  *names
 	hashes *hashCache
 	cur    atomic.Pointer[config]
+	done   atomic.Uint64 // the generation apply last finished with
 
 	mu  sync.Mutex // group swaps
 	grp *group
@@ -145,7 +146,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			if sn := c.opts.Store.Current(); c.cur.Load() == nil || sn.Meta.Generation != c.cur.Load().gen {
+			if sn := c.opts.Store.Current(); sn.Meta.Generation != c.done.Load() {
 				c.apply(sn)
 			}
 		}
@@ -157,6 +158,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // are dropped with it. Policies that do not compile leave the previous
 // ones in force (the engine does the same).
 func (c *Controller) apply(sn *state.Snapshot) {
+	defer c.done.Store(sn.Meta.Generation)
 	var docs []*schema.Document
 	for _, d := range sn.OfKind(schema.KindPolicy) {
 		if p := d.Policy(); p != nil && p.Type == policy.TypeApplicationControl {
@@ -272,9 +274,13 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 	now := c.opts.Now()
 	if v, ok := cfg.cache.get(key, now); ok {
 		c.stats.Cached.Add(1)
-		c.answer(ev, v.allow)
 		if v.report {
-			c.report(ev, sub, path, st, v)
+			r := c.newReport(ev, sub, path, &st, v)
+			if c.answer(ev, v.allow) {
+				c.queue(r)
+			}
+		} else {
+			c.answer(ev, v.allow)
 		}
 		ev.release()
 		return
@@ -294,8 +300,13 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		v := c.decide(cfg, ev, sub, path, &st, now)
 		timer.Stop()
 		cfg.cache.put(key, v)
-		if c.answer(ev, v.allow) && v.report {
-			c.report(ev, sub, path, st, v)
+		if v.report {
+			r := c.newReport(ev, sub, path, &st, v)
+			if c.answer(ev, v.allow) {
+				c.queue(r)
+			}
+		} else {
+			c.answer(ev, v.allow)
 		}
 		ev.release()
 	}()
@@ -315,14 +326,18 @@ func (c *Controller) answer(ev *event, allow bool) bool {
 // fallback answers with the configured fallback when no decision came in
 // time, and audits it when that blocks the exec.
 func (c *Controller) fallback(ev *event, cfg *config, sub subject, path string, st unix.Stat_t, why string) {
+	var r report
+	if !cfg.fallback {
+		r = c.newReport(ev, sub, path, &st, verdict{blocked: true, report: true, mode: policy.StatusEnforce,
+			reason: "fallback deny: " + why})
+	}
 	if !c.answer(ev, cfg.fallback) {
 		return
 	}
 	c.stats.Fallback.Add(1)
 	c.log.Warn("exec answered with the fallback", "path", path, "pid", ev.pid, "allow", cfg.fallback, "why", why)
 	if !cfg.fallback {
-		c.report(ev, sub, path, st, verdict{blocked: true, report: true, mode: policy.StatusEnforce,
-			reason: "fallback deny: " + why})
+		c.queue(r)
 	}
 }
 
@@ -342,14 +357,7 @@ func (c *Controller) underRoot(path string) bool {
 
 // fdPath is the path of the file the kernel opened for the exec, as this
 // process's mount namespace names it.
-func fdPath(fd int) (string, error) {
-	buf := make([]byte, 4096)
-	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
+func fdPath(fd int) (string, error) { return readlink("/proc/self/fd/" + strconv.Itoa(fd)) }
 
 func cmpOr[T comparable](v, def T) T {
 	var zero T

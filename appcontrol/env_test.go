@@ -202,7 +202,7 @@ func (f *fixture) apply(t *testing.T, docs ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "generation applied", func() bool { c := f.c.cur.Load(); return c != nil && c.gen == m.Generation })
+	waitFor(t, "generation applied", func() bool { return f.c.done.Load() == m.Generation })
 }
 
 // blocked returns the APPLICATION_BLOCKED events stored so far.

@@ -23,6 +23,7 @@ type report struct {
 	pid      int
 	ppid     int
 	path     string
+	parent   string
 	dev, ino uint64
 }
 
@@ -39,10 +40,19 @@ type pending struct {
 	since   time.Time
 }
 
-// report queues an audit event without waiting for it to be stored: the
-// exec has its answer already. A full queue drops it and counts the drop.
-func (c *Controller) report(ev *event, sub subject, path string, st unix.Stat_t, v verdict) {
-	r := report{v: v, uid: sub.uid, gid: sub.gid, groups: sub.groups, pid: ev.pid, ppid: sub.ppid, path: path, dev: st.Dev, ino: st.Ino}
+// newReport describes a blocked exec. Build it before answering: while
+// the kernel holds the exec its parent is waiting for it, so the parent's
+// program can still be read.
+func (c *Controller) newReport(ev *event, sub subject, path string, st *unix.Stat_t, v verdict) report {
+	parent, _ := readlink("/proc/" + strconv.Itoa(sub.ppid) + "/exe")
+	return report{v: v, uid: sub.uid, gid: sub.gid, groups: sub.groups, pid: ev.pid, ppid: sub.ppid, path: path,
+		parent: parent, dev: st.Dev, ino: st.Ino}
+}
+
+// queue hands a report to the audit loop without waiting for it to be
+// stored: the exec has its answer already. A full queue drops it and
+// counts the drop.
+func (c *Controller) queue(r report) {
 	select {
 	case c.reports <- r:
 	default:
@@ -96,14 +106,13 @@ func (c *Controller) auditLoop() {
 func (c *Controller) emit(r report, repeats int) {
 	now := c.opts.Now()
 	sub := subject{uid: r.uid, gid: r.gid, groups: r.groups}
-	parent, _ := fdlessReadlink("/proc/" + strconv.Itoa(r.ppid) + "/exe")
 	sev, decision, effective := audit.Warning, "deny", "deny"
 	if !r.v.blocked {
 		sev, effective = audit.Info, "allow"
 	}
 	details := map[string]any{"pid": r.pid, "ppid": r.ppid, "uid": r.uid, "blocked": r.v.blocked, "mode": r.v.mode}
-	if parent != "" {
-		details["parent"] = parent
+	if r.parent != "" {
+		details["parent"] = r.parent
 	}
 	if repeats > 0 {
 		details["repeats"] = repeats
@@ -116,7 +125,7 @@ func (c *Controller) emit(r report, repeats int) {
 		Details:    details})
 }
 
-func fdlessReadlink(p string) (string, error) {
+func readlink(p string) (string, error) {
 	buf := make([]byte, 4096)
 	n, err := unix.Readlink(p, buf)
 	if err != nil {

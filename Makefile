@@ -6,7 +6,7 @@ BIN      := bin/warden
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
 
-.PHONY: build run test race bench fuzz lint acceptance clean man deb deb-check
+.PHONY: build run test test-opa race bench fuzz lint acceptance clean man deb deb-check
 
 # The binary carries its version, commit and commit time (warden version),
 # stamped by the toolchain from git: -buildvcs=true overrides a
@@ -49,9 +49,16 @@ run: build
 	$(GO) build -o $(ROOT)/Plugins/heartbeat/heartbeat ./fixtures/plugins/heartbeat
 	./scripts/run-demo.sh $(BIN) $(ROOT)
 
-test:
+test: test-opa
 	$(GO) vet ./...
 	$(GO) test -race -timeout 8m ./...
+
+# bench/opa is a module of its own (it pulls in OPA): its equivalence tests
+# (warden's engine and the Rego policies decide alike) run with make test.
+# Without -race: OPA's compile under the race detector costs minutes, and
+# the tests check decisions, not concurrency.
+test-opa:
+	cd bench/opa && $(GO) vet ./... && $(GO) test -timeout 4m ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...

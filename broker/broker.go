@@ -80,11 +80,13 @@ type Broker struct {
 	stop    chan struct{}
 	bg      sync.WaitGroup
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	started bool
-	closed  bool
-	addr    string
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
+	perIdentity map[string]int // open sessions by "role/name" (sessions.go)
+	shared      int            // open sessions of non-admin identities
+	started     bool
+	closed      bool
+	addr        string
 
 	closeOnce sync.Once
 }
@@ -122,12 +124,13 @@ func New(opts Options) (*Broker, error) {
 	}
 	log := opts.Logger.With("component", "broker")
 	b := &Broker{
-		opts:    opts,
-		log:     log,
-		limiter: newAuditLimiter(opts.Now, opts.AuditWindow),
-		queue:   make(chan outMsg, publishQueue),
-		stop:    make(chan struct{}),
-		conns:   map[*conn]struct{}{},
+		opts:        opts,
+		log:         log,
+		limiter:     newAuditLimiter(opts.Now, opts.AuditWindow),
+		queue:       make(chan outMsg, publishQueue),
+		stop:        make(chan struct{}),
+		conns:       map[*conn]struct{}{},
+		perIdentity: map[string]int{},
 	}
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
@@ -146,7 +149,7 @@ func New(opts Options) (*Broker, error) {
 // so a misbehaving plugin cannot grow the agent's memory without bound.
 func capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
-	c.MaximumClients = 1024
+	c.MaximumClients = maxClients
 	c.MaximumSessionExpiryInterval = 3600
 	c.MaximumPacketSize = 1 << 20
 	// Retained messages would let a plugin store unbounded data in the
@@ -276,6 +279,7 @@ func (b *Broker) track(c *conn) bool {
 func (b *Broker) untrack(c *conn) {
 	b.mu.Lock()
 	delete(b.conns, c)
+	b.release(c)
 	b.mu.Unlock()
 }
 

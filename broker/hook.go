@@ -91,6 +91,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			key: who + "|will|" + pk.Connect.WillTopic, clientID: cl.ID, action: "will", topic: pk.Connect.WillTopic})
 		return h.deny(cl, packets.ErrNotAuthorized, err)
 	}
+	if err := h.b.admit(c, id); err != nil {
+		h.b.refuse(c, refusal{typ: audit.AuthorizationFailed, identity: who, reason: "session limit: " + err.Error(),
+			key: who + "|sessions", clientID: cl.ID})
+		return h.deny(cl, packets.ErrQuotaExceeded, err)
+	}
 	c.sess.Store(&session{cl: cl, serial: pending.serial, grants: g})
 	h.b.log.Debug("client connected", "identity", who, "serial", id.Serial, "client", cl.ID, "remote", cl.Net.Remote)
 	return nil

@@ -60,6 +60,11 @@ type conn struct {
 	hsErr error
 
 	sess atomic.Pointer[session]
+
+	// counted is the identity this connection's session is counted for
+	// (sessions.go), "" when none; both fields are guarded by b.mu.
+	counted      string
+	countedAdmin bool
 }
 
 // session is what the broker knows about the client on a connection.

@@ -315,6 +315,13 @@ func (f *Files) converge(ctx context.Context, rel string, dirfd int, name string
 		}
 		return f.write(rel, dirfd, name, want, uid, gid)
 	}
+	if c.st.Nlink > 1 {
+		// Another name of this file may be outside the root: replace the
+		// name (an atomic write) rather than chmod or chown the file.
+		ReportDrift(ctx, Drift{Kind: "File", ID: rel, Field: "links", Desired: "1", Actual: fmt.Sprint(c.st.Nlink),
+			Action: "rewrite", Target: t})
+		return f.write(rel, dirfd, name, want, uid, gid)
+	}
 	f.noteWritten(rel, want.sum)
 	if mode := c.st.Mode & 0o7777; mode != fileMode {
 		ReportDrift(ctx, Drift{Kind: "File", ID: rel, Field: "mode", Desired: modeString(fileMode),

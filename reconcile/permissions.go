@@ -105,11 +105,23 @@ func (p *Permissions) Reconcile(ctx context.Context, rel string) (Result, error)
 	return Result{}, nil
 }
 
-// fix sets the mode and owner of the file or folder open as fd.
+// ErrHardLink is the unresolved drift of a file with more than one link in
+// a managed folder: its other name may be outside the root (a planted link
+// to /etc/shadow), so it is never chmodded or chowned.
+var ErrHardLink = errors.New("file has more than one hard link: its mode and owner are left alone, since another name of it may be outside the agent root; remove the extra link")
+
+// fix sets the mode and owner of the file or folder open as fd. A regular
+// file with more than one link is never changed: chmod or chown through
+// it would change every name of the file, wherever it is.
 func (p *Permissions) fix(ctx context.Context, rel string, fd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", rel, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+		ReportDrift(ctx, Drift{Kind: "Path", ID: rel, Field: "links", Desired: "1", Actual: fmt.Sprint(st.Nlink),
+			Action: "none (never changed through a hard link)", Target: p.target(rel)})
+		return TerminalError(fmt.Errorf("%s: %w", rel, ErrHardLink))
 	}
 	if want, cur := wantMode(rel, &st), st.Mode&0o7777; cur != want {
 		ReportDrift(ctx, Drift{Kind: "Path", ID: rel, Field: "mode", Desired: modeString(want), Actual: modeString(cur),

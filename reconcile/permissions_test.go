@@ -150,3 +150,36 @@ func TestSymlinkAttack(t *testing.T) {
 		t.Errorf("DRIFT_DETECTED: got %d, want at least %d", len(e.events(audit.DriftDetected)), len(links)+1)
 	}
 }
+
+// A hard link planted in a managed folder is never chmodded or chowned:
+// its other name may be outside the root (/etc/shadow). It is drift of its
+// own, unresolved and audited.
+func TestHardLinkAttack(t *testing.T) {
+	e := newEnv(t, nil)
+	victimDir := t.TempDir() // same file system as the root: both in t.TempDir()
+	victim := filepath.Join(victimDir, "shadow")
+	must(t, os.WriteFile(victim, []byte("secret"), 0o640))
+	must(t, os.Chmod(victim, 0o666)) // loose, so chmod would have something to "fix"
+	must(t, os.Chown(victim, 4242, 4242))
+	links := []string{"inbox/rejected/evil.tar.gz", "Plugins/evil", "trust/evil.pem", "KeeperStorage/evil"}
+	for _, l := range links {
+		must(t, os.MkdirAll(filepath.Dir(e.path(l)), 0o700))
+		must(t, os.Link(victim, e.path(l)))
+	}
+	e.start()
+	for _, l := range links {
+		e.waitFor("hard link "+l+" unresolved", func() bool { return e.hasDrift("Path", l, "links", state.DriftUnresolved) })
+	}
+	e.waitQuiet()
+	var st unix.Stat_t
+	must(t, unix.Stat(victim, &st))
+	if st.Mode&0o7777 != 0o666 || st.Uid != 4242 || st.Gid != 4242 {
+		t.Errorf("victim is %04o %d:%d; want 0666 4242:4242 (changed through a hard link)", st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	if readFile(victim) != "secret" {
+		t.Error("victim content changed")
+	}
+	if n := len(e.events(audit.DriftUnresolved)); n < len(links) {
+		t.Errorf("DRIFT_UNRESOLVED events: %d; want at least %d", n, len(links))
+	}
+}

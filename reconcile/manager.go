@@ -251,6 +251,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.rootfd = fd
 	defer unix.Close(fd)
+	m.removeTemps()
 
 	w, err := newWatch(m)
 	if err != nil {

@@ -183,3 +183,28 @@ func TestHardLinkAttack(t *testing.T) {
 		t.Errorf("DRIFT_UNRESOLVED events: %d; want at least %d", n, len(links))
 	}
 }
+
+// Temporary files a crash left between create and rename are removed at
+// start, in the root and below the managed folders; nothing else is.
+func TestLeftoverTempFilesRemovedAtStart(t *testing.T) {
+	e := newEnv(t, nil)
+	must(t, os.MkdirAll(e.path("Plugins/heartbeat"), 0o750))
+	must(t, os.MkdirAll(e.path("policies"), 0o700))
+	temps := []string{".warden-tmp-123", "policies/.warden-tmp-456", "Plugins/heartbeat/.warden-tmp-789"}
+	for _, p := range temps {
+		must(t, os.WriteFile(e.path(p), []byte("half"), 0o600))
+	}
+	keep := "Plugins/heartbeat/data.txt"
+	must(t, os.WriteFile(e.path(keep), []byte("data"), 0o600))
+	e.start()
+	e.denyNetcat()
+	e.waitQuiet()
+	for _, p := range temps {
+		if _, err := os.Lstat(e.path(p)); !os.IsNotExist(err) {
+			t.Errorf("%s left after start: %v", p, err)
+		}
+	}
+	if readFile(e.path(keep)) != "data" {
+		t.Errorf("%s removed or changed", keep)
+	}
+}

@@ -15,6 +15,7 @@ var (
 	ErrEntryTooBig  = errors.New("entry too large")
 	ErrTooBig       = errors.New("bundle too large")
 	ErrDuplicate    = errors.New("duplicate entry")
+	ErrNotRegular   = errors.New("not a regular file (a symlink, FIFO, socket, device or folder is not a bundle)")
 
 	// Verifying it.
 	ErrUnsigned     = errors.New("bundle is not signed")

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
 // Folders below the inbox for processed bundles.
@@ -220,10 +222,14 @@ func (in *Inbox) touch(files map[string]*pending, ev fsnotify.Event) {
 }
 
 // see records name's current size and mtime and when to look at it again.
+// An entry that is not a regular file is quarantined at once.
 func (in *Inbox) see(files map[string]*pending, name string, due time.Time) {
 	st, err := os.Lstat(filepath.Join(in.dir, name))
 	if err != nil || !st.Mode().IsRegular() {
 		delete(files, name)
+		if err == nil {
+			in.quarantine(name)
+		}
 		return
 	}
 	f := files[name]
@@ -241,7 +247,11 @@ func (in *Inbox) scan(files map[string]*pending) {
 		return
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !candidate(e.Name()) {
+		if !candidate(e.Name()) {
+			continue
+		}
+		if !e.Type().IsRegular() {
+			in.quarantine(e.Name())
 			continue
 		}
 		if _, known := files[e.Name()]; !known {
@@ -287,7 +297,7 @@ func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name
 		in.see(files, name, time.Now().Add(in.quiet)) // still being written
 		return
 	}
-	data, err := readLimited(path)
+	data, err := readLimited(path, st)
 	if err == nil {
 		// A copy in progress reads as truncated: wait for it to settle
 		// before refusing it (and before auditing anything).
@@ -303,6 +313,11 @@ func (in *Inbox) processOne(ctx context.Context, files map[string]*pending, name
 			in.report(name, "waiting")
 			return
 		}
+	} else if errors.Is(err, ErrNotRegular) {
+		// Swapped for a symlink or FIFO since the Lstat above.
+		delete(files, name)
+		in.quarantine(name)
+		return
 	} else if Refused(err) {
 		in.p.refuse(ctx, "bundle:"+name, err)
 	}
@@ -329,13 +344,30 @@ func (in *Inbox) report(name, outcome string) {
 }
 
 // readLimited reads a bundle file, refusing one larger than any bundle the
-// reader would accept.
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// reader would accept before reading it. It opens without following a
+// symlink and without blocking on a FIFO, and reads only the regular file
+// that was looked at (seen: the same inode), so an entry swapped after the
+// check is not read.
+func readLimited(path string, seen os.FileInfo) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), ErrNotRegular)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	if !st.Mode().IsRegular() || (seen != nil && !os.SameFile(st, seen)) {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), ErrNotRegular)
+	}
+	if st.Size() > MaxUncompressed {
+		return nil, fmt.Errorf("%w: file of %d bytes, larger than %d", ErrTooBig, st.Size(), MaxUncompressed)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxUncompressed+1))
 	if err != nil {
 		return nil, err
@@ -369,4 +401,40 @@ func (in *Inbox) move(name, sub, reason string) {
 		return
 	}
 	in.log.Info("inbox: bundle processed", "path", name, "to", sub)
+}
+
+// quarantine moves an entry that is not a regular file (a symlink, FIFO,
+// socket, device or folder) out of the way into rejected/, with a reason,
+// and audits it as BUNDLE_REJECTED: it is not a bundle, and left where it
+// is it would be skipped at every scan, unseen. The entry is renamed, never
+// opened or followed. done/ and rejected/ themselves stay.
+func (in *Inbox) quarantine(name string) {
+	if name == DoneDir || name == RejectedDir {
+		return
+	}
+	st, err := os.Lstat(filepath.Join(in.dir, name))
+	if err != nil || st.Mode().IsRegular() {
+		return
+	}
+	kind := fileKind(st.Mode())
+	err = fmt.Errorf("%s is a %s: %w", name, kind, ErrNotRegular)
+	in.p.refuse(context.Background(), "bundle:"+name, err)
+	in.move(name, RejectedDir, Reason(err))
+	in.report(name, "rejected")
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "folder"
+	}
+	return "special file"
 }

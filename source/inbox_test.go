@@ -2,11 +2,14 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -193,5 +196,87 @@ func TestInboxRefusesSettledTruncatedFile(t *testing.T) {
 	reason, err := os.ReadFile(filepath.Join(dir, "rejected", "half.tar.gz.reason"))
 	if err != nil || !strings.Contains(string(reason), "truncated") {
 		t.Errorf("reason file: %q, %v", reason, err)
+	}
+}
+
+// Entries that are not regular files (a symlink, a FIFO, a folder) are not
+// skipped forever: each is moved to rejected/ with a reason and audited,
+// without being opened or followed. A FIFO does not hang the inbox.
+func TestInboxQuarantinesNonRegular(t *testing.T) {
+	key := newKey(t)
+	a := newAgent(t, key)
+	dir := filepath.Join(a.root, "inbox")
+	os.MkdirAll(dir, 0o700)
+	victim := filepath.Join(t.TempDir(), "shadow")
+	os.WriteFile(victim, []byte("secret"), 0o600)
+	if err := os.Symlink(victim, filepath.Join(dir, "link.tar.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.tar.gz"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "folder.tar.gz"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, ch := startInbox(t, a)
+	got := map[string]string{}
+	for len(got) < 3 {
+		o := await(t, ch)
+		got[o.name] = o.what
+	}
+	// And one arriving while the inbox runs.
+	if err := syscall.Mkfifo(filepath.Join(dir, "late.tar.gz"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := await(t, ch)
+	got[o.name] = o.what
+	for _, name := range []string{"link.tar.gz", "fifo.tar.gz", "folder.tar.gz", "late.tar.gz"} {
+		if got[name] != "rejected" {
+			t.Errorf("%s: %q; want rejected", name, got[name])
+		}
+		if _, err := os.Lstat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s still in the inbox: %v", name, err)
+		}
+		reason, err := os.ReadFile(filepath.Join(dir, "rejected", name+".reason"))
+		if err != nil || !strings.Contains(string(reason), "not a regular file") {
+			t.Errorf("rejected/%s.reason = %q, %v", name, reason, err)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "rejected", "link.tar.gz")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("rejected/link.tar.gz: %v, %v; want the symlink itself, moved", fi, err)
+	}
+	if n := len(a.events(t, audit.BundleRejected)); n != 4 {
+		t.Errorf("%d BUNDLE_REJECTED events; want 4", n)
+	}
+	// A following bundle still goes through.
+	drop(t, dir, "ok.tar.gz", targz(t, craft(t, key, schema.Manifest{Version: 2}, docFiles(nil))))
+	if o := await(t, ch); o != (outcome{"ok.tar.gz", "done"}) {
+		t.Fatalf("got %v, want ok.tar.gz done", o)
+	}
+}
+
+// The size is checked before reading: a file larger than any bundle is
+// refused without being read into memory.
+func TestInboxChecksSizeBeforeReading(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.tar.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxUncompressed + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	st, _ := os.Lstat(path)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = readLimited(path, st)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooBig) {
+		t.Fatalf("readLimited of a %d-byte file: %v; want ErrTooBig", MaxUncompressed+1, err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("refusing it allocated %d bytes; want it refused before reading", grew)
 	}
 }

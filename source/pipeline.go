@@ -221,7 +221,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // refusals are the reasons a bundle itself is refused.
 var refusals = []error{ErrNotGzip, ErrTruncated, ErrCorrupt, ErrUnsafePath, ErrEntryType, ErrTooManyFiles,
-	ErrEntryTooBig, ErrTooBig, ErrDuplicate, ErrUnsigned, ErrBadManifest, ErrBadSignature, ErrUntrustedKey,
+	ErrEntryTooBig, ErrTooBig, ErrDuplicate, ErrNotRegular, ErrUnsigned, ErrBadManifest, ErrBadSignature, ErrUntrustedKey,
 	ErrUnlisted, ErrMissing, ErrHashMismatch, ErrLayout, ErrExpired, ErrInvalid, ErrRollback}
 
 // Refused reports whether err refuses a bundle for what it is (as opposed

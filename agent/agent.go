@@ -30,6 +30,7 @@ import (
 	"warden/engine"
 	"warden/peer"
 	"warden/pki"
+	"warden/procgroup"
 	"warden/reconcile"
 	"warden/source"
 	"warden/state"
@@ -109,6 +110,10 @@ type agent struct {
 	bg        sync.WaitGroup // background components
 	cancel    context.CancelFunc
 
+	// cgroups holds a cgroup per job task and plugin process; nil where
+	// cgroup v2 is not writable (process groups and the orphan sweep).
+	cgroups *procgroup.Cgroups
+
 	pipeline *source.Pipeline
 	inbox    *source.Inbox
 	engine   *engine.Engine
@@ -165,6 +170,9 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 func (a *agent) start(ctx context.Context) error {
+	if err := closeOnExecInherited(); err != nil {
+		return err
+	}
 	var err error
 	// The store's lock comes first: a second agent on this root must touch
 	// nothing of the running one (its log, run/agent.json, sockets).
@@ -182,6 +190,7 @@ func (a *agent) start(ctx context.Context) error {
 	} else {
 		a.level.Set(levelOf(a.store.Current().Settings().Logging.Level))
 	}
+	a.openCgroups()
 	if a.audit, err = audit.NewWriter(a.store, audit.Options{}); err != nil {
 		return err
 	}
@@ -312,6 +321,11 @@ func (a *agent) stopNow() {
 	if a.audit != nil {
 		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})
 		a.audit.Close()
+	}
+	if a.cgroups != nil {
+		if err := a.cgroups.Close(); err != nil {
+			a.log.Debug("cgroup folder not removed", "path", a.cgroups.Dir(), "err", err)
+		}
 	}
 	if a.store != nil {
 		if err := a.store.Close(); err != nil {

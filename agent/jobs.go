@@ -13,7 +13,8 @@ import (
 // still going are stopped (SIGTERM, SIGKILL after 1 s) and recorded before
 // the store closes.
 func (a *agent) startJobs(ctx context.Context) ([]api.Route, error) {
-	s, err := jobs.New(jobs.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit, Logger: a.log})
+	s, err := jobs.New(jobs.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit, Logger: a.log,
+		Cgroups: a.cgroups})
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,8 @@ import (
 // when it stops every plugin. Call it from startControllers, after the
 // broker has started and before m.Run.
 func (a *agent) startPlugins(ctx context.Context, m *reconcile.Manager, l reconcile.Listen) error {
-	p, err := m.AddPlugins(reconcile.PluginOptions{CA: a.ca, Broker: a.broker, MQTTAddr: l.MQTT, APIAddr: l.API})
+	p, err := m.AddPlugins(reconcile.PluginOptions{CA: a.ca, Broker: a.broker, MQTTAddr: l.MQTT, APIAddr: l.API,
+		Cgroups: a.cgroups})
 	if err != nil {
 		return err
 	}

@@ -152,35 +152,48 @@ func taskEnv(t *schema.Task, id identity, root, job, runID, trigger string) []st
 		"WARDEN_ROOT="+root, "WARDEN_JOB_DIR="+filepath.Join(root, "Jobs", job))
 }
 
-// proc is one started task process, the leader of its own process group.
+// proc is one started task process, the leader of its own process group
+// and, where cgroup v2 is writable, of its own cgroup.
 type proc struct {
 	cmd    *exec.Cmd
 	pid    int
+	cg     *procgroup.Cgroup // nil: the process group is all there is
 	out    *capped
 	pipe   *os.File
 	copied chan struct{}
 	exited chan struct{}
 }
 
-// startProc starts cmd in a new process group with stdout and stderr on
-// one pipe, read into a capped buffer. The pipe is an *os.File, so exec
-// starts no copying goroutine of its own that a grandchild holding the
-// pipe could keep waiting.
-func startProc(cmd *exec.Cmd, cred *syscall.Credential) (*proc, error) {
+// startProc starts cmd in a new process group (and in cg, when not nil)
+// with stdout and stderr on one pipe, read into a capped buffer. The pipe
+// is an *os.File, so exec starts no copying goroutine of its own that a
+// grandchild holding the pipe could keep waiting. The child gets SIGKILL
+// when the agent dies (Pdeathsig); what it started is ended by the cgroup
+// (or, without one, by the sweep at the next start, jobs/leftovers.go).
+// Only stdin (/dev/null), stdout and stderr reach it: every descriptor the
+// agent opens is close-on-exec.
+func startProc(sp *procgroup.Spawner, cmd *exec.Cmd, cred *syscall.Credential, cg *procgroup.Cgroup) (*proc, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	err = cmd.Start()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
+	}
+	if sp != nil {
+		err = sp.Start(cmd)
+	} else {
+		err = cmd.Start()
+	}
 	pw.Close()
 	if err != nil {
 		pr.Close()
 		return nil, err
 	}
-	p := &proc{cmd: cmd, pid: cmd.Process.Pid, out: newCapped(MaxOutput), pipe: pr,
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid, cg: cg, out: newCapped(MaxOutput), pipe: pr,
 		copied: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
 		defer close(p.copied)
@@ -210,8 +223,14 @@ func waitExited(pid int) {
 	}
 }
 
-// signalGroup sends sig to the whole process group of p.
-func (p *proc) signalGroup(sig syscall.Signal) { _ = syscall.Kill(-p.pid, sig) }
+// signalGroup sends sig to the whole process group of p, and SIGKILL to
+// its whole cgroup.
+func (p *proc) signalGroup(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pid, sig)
+	if sig == syscall.SIGKILL && p.cg != nil {
+		p.cg.Kill()
+	}
+}
 
 // terminate sends SIGTERM to the group, then SIGKILL when grace fires
 // before the leader exits. It returns once the leader has exited and
@@ -241,6 +260,10 @@ const groupGoneWait = 2 * time.Second
 func (p *proc) finish() (ps *os.ProcessState, survivors []int) {
 	p.signalGroup(syscall.SIGKILL)
 	survivors = procgroup.WaitGone(p.pid, groupGoneWait)
+	if p.cg != nil {
+		// What left the group (setsid, a daemon) is still in the cgroup.
+		survivors = append(survivors, p.cg.Remove(groupGoneWait)...)
+	}
 	_ = p.cmd.Wait()
 	t := time.NewTimer(outputDrain)
 	select {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/procgroup"
 	"warden/schema"
 )
 
@@ -269,12 +270,31 @@ func (s *Scheduler) execTask(r *run, i int, t *schema.Task) (res TaskResult) {
 		res.Error = err.Error()
 		return res
 	}
-	p, err := startProc(cmd, id.cred)
+	var cg *procgroup.Cgroup
+	if s.opts.Cgroups != nil {
+		if cg, err = s.opts.Cgroups.New(cgroupName(r.rec.ID, i)); err != nil {
+			s.log.Warn("task runs without a cgroup (process group only)", "id", r.rec.Job, "run", r.rec.ID, "err", err)
+			cg = nil
+		}
+	}
+	p, err := startProc(s.spawn.Load(), cmd, id.cred, cg)
 	if err != nil {
+		if cg != nil {
+			cg.Remove(groupGoneWait)
+		}
 		res.Error = "start: " + err.Error()
 		return res
 	}
 	res.PID = p.pid
+	rec := procRecord{Job: r.rec.Job, Run: r.rec.ID, Task: i, PID: p.pid, BootID: procgroup.BootID()}
+	if st, err := procgroup.Stat(p.pid); err == nil {
+		rec.StartTicks = st.StartTicks
+	}
+	if cg != nil {
+		rec.Cgroup = cg.Name()
+	}
+	s.recordProc(rec)
+	defer s.forgetProc(r.rec.ID, i)
 	if s.hooks.taskStarted != nil {
 		s.hooks.taskStarted(r.rec.ID, i, p.pid)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/procgroup"
 	"warden/schema"
 	"warden/state"
 )
@@ -55,6 +56,10 @@ type Options struct {
 	// measured on the wall clock, because the agent promises to stop
 	// within 5 s (DefaultStopGrace).
 	StopGrace time.Duration
+	// Cgroups, when set, holds one cgroup per task, so that nothing a task
+	// starts (setsid included) outlives it; nil: process groups only
+	// (docs/jobs.md, "Processes").
+	Cgroups *procgroup.Cgroups
 }
 
 // Scheduler registers the triggers of the desired Jobs and runs them. Create
@@ -78,6 +83,13 @@ type Scheduler struct {
 	started atomic.Bool
 	ready   chan struct{}
 	hooks   hooks
+
+	procMu sync.Mutex
+	procs  map[string]procRecord // running task processes (leftovers.go)
+	// spawn forks every task from one long-lived thread, so that the
+	// tasks' Pdeathsig fires when the agent dies, not when some runtime
+	// thread does. Set while Run runs.
+	spawn atomic.Pointer[procgroup.Spawner]
 }
 
 // hooks let tests in this package watch what happens; nil in production.
@@ -165,6 +177,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		defer cancel()
 		events = ch
 	}
+	sp := procgroup.NewSpawner()
+	s.spawn.Store(sp)
+	defer func() { s.spawn.Store(nil); sp.Stop() }() // after shutdown: every run has ended
+	s.endLeftovers()
 	if n, err := s.hist.abandoned(s.clock.Now()); err != nil {
 		s.log.Error("mark abandoned runs", "err", err)
 	} else if n > 0 {

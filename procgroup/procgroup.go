@@ -92,3 +92,14 @@ func Stat(pid int) (Info, error) {
 	}
 	return pi, nil
 }
+
+// BootID identifies this boot of the kernel; a process recorded under
+// another boot id is not one of ours. It is "unknown-..." (matching no
+// record) when the kernel does not say.
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "unknown-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -15,6 +15,7 @@ import (
 
 	"warden/audit"
 	"warden/pki"
+	"warden/procgroup"
 	"warden/schema"
 )
 
@@ -56,6 +57,10 @@ type PluginOptions struct {
 	// (DefaultPluginStopGrace).
 	StopGrace time.Duration
 	Workers   int // parallel starts and stops (default 4)
+	// Cgroups, when set, holds one cgroup per plugin process, so that a
+	// child that calls setsid ends with the plugin; nil: process groups
+	// only (docs/plugins.md, "Processes").
+	Cgroups *procgroup.Cgroups
 }
 
 // Plugins is the controller that supervises plugin processes; its key is
@@ -76,7 +81,7 @@ type Plugins struct {
 	opts  PluginOptions
 	log   *slog.Logger
 	ctrl  *Controller
-	spawn *spawner
+	spawn *procgroup.Spawner
 	boot  string // kernel boot id, to recognise our processes after a restart
 
 	closing atomic.Bool
@@ -139,7 +144,7 @@ func (m *Manager) AddPlugins(opts PluginOptions) (*Plugins, error) {
 	}
 	p.ctrl = c
 	p.reapOrphans()
-	p.spawn = newSpawner()
+	p.spawn = procgroup.NewSpawner()
 	return p, nil
 }
 

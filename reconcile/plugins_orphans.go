@@ -27,6 +27,7 @@ type pluginRecord struct {
 	BootID     string    `json:"bootId"`
 	Serial     string    `json:"serial"`
 	StartedAt  time.Time `json:"startedAt"`
+	Cgroup     string    `json:"cgroup,omitempty"`
 }
 
 func recordKey(id string, pid int) string { return id + "/" + strconv.Itoa(pid) }
@@ -35,6 +36,9 @@ func recordKey(id string, pid int) string { return id + "/" + strconv.Itoa(pid) 
 // the plugin runs anyway, and Pdeathsig still ends it with the agent.
 func (p *Plugins) putRecord(pr *proc) {
 	rec := pluginRecord{ID: pr.id, PID: pr.pid, StartTicks: pr.startTicks, BootID: p.boot, Serial: pr.serial, StartedAt: pr.started.UTC()}
+	if pr.cg != nil {
+		rec.Cgroup = pr.cg.Name()
+	}
 	if err := p.m.store.Put(state.Plugins, recordKey(pr.id, pr.pid), rec); err != nil {
 		p.log.Error("plugin process not recorded; an agent crash could leave it running", "plugin", pr.id, "pid", pr.pid, "err", err)
 	}
@@ -107,10 +111,59 @@ func (p *Plugins) reapOrphans() {
 			Details: map[string]any{"pid": o.rec.PID, "serial": o.rec.Serial, "reason": "orphan of an earlier agent run",
 				"next": "none: the supervisor starts it anew"}})
 	}
+	p.reapCgroups(recs)
 	if len(keys) > 0 {
 		if err := p.m.store.Delete(state.Plugins, keys...); err != nil {
 			p.log.Warn("deleting plugin process records", "err", err)
 		}
+	}
+}
+
+// pluginCgroupPrefix names the plugins' cgroups in the agent's folder.
+const pluginCgroupPrefix = "plugin-"
+
+// newCgroup creates the cgroup of a plugin process about to start, or
+// returns nil (process group only) when cgroups are not in use or the
+// cgroup cannot be made.
+func (p *Plugins) newCgroup(id string) *procgroup.Cgroup {
+	if p.opts.Cgroups == nil {
+		return nil
+	}
+	cg, err := p.opts.Cgroups.New(pluginCgroupPrefix + id + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err != nil {
+		p.log.Warn("plugin runs without a cgroup (process group only)", "plugin", id, "err", err)
+		return nil
+	}
+	return cg
+}
+
+// reapCgroups ends what is left in plugin cgroups of an earlier agent run
+// (a child that called setsid survives the group kill above): each is
+// killed, removed and audited.
+func (p *Plugins) reapCgroups(recs []pluginRecord) {
+	if p.opts.Cgroups == nil {
+		return
+	}
+	owner := map[string]string{}
+	for _, r := range recs {
+		if r.Cgroup != "" {
+			owner[r.Cgroup] = r.ID
+		}
+	}
+	for _, l := range p.opts.Cgroups.Leftovers(pluginCgroupPrefix) {
+		left := p.opts.Cgroups.EndLeftover(l.Name, orphanKillWait)
+		if len(l.Procs) == 0 {
+			continue
+		}
+		id := owner[l.Name]
+		p.log.Warn("ended plugin processes left in a cgroup by an earlier agent run", "plugin", id, "cgroup", l.Name, "pids", l.Procs)
+		d := map[string]any{"cgroup": l.Name, "pids": l.Procs, "reason": "orphan of an earlier agent run (cgroup)",
+			"next": "none: the supervisor starts it anew"}
+		if len(left) > 0 {
+			d["survivors"] = left
+		}
+		p.emit(audit.Event{Type: audit.PluginExited, Severity: audit.Warning,
+			TargetInfo: &audit.TargetInfo{Kind: "Plugin", ID: id}, Details: d})
 	}
 }
 

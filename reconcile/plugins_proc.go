@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,7 +30,8 @@ type proc struct {
 	sum        string // hex SHA-256 of the executable it runs
 	docHash    [32]byte
 	started    time.Time
-	startTicks uint64 // /proc/PID/stat starttime, for the orphan check
+	startTicks uint64            // /proc/PID/stat starttime, for the orphan check
+	cg         *procgroup.Cgroup // nil: its process group is all there is
 	renewAt    time.Time
 	heartbeat  time.Duration // 0: none expected
 	lastBeat   atomic.Int64  // unix nanoseconds of the last heartbeat
@@ -58,6 +58,9 @@ func (pr *proc) signal(sig syscall.Signal) {
 	if !pr.reaped {
 		unix.Kill(-pr.pid, sig)
 	}
+	if sig == syscall.SIGKILL && pr.cg != nil {
+		pr.cg.Kill() // what left the group (setsid) too
+	}
 }
 
 // wait notices the exit at once (it blocks in waitid; no polling), ends
@@ -81,6 +84,12 @@ func (p *Plugins) wait(pl *plugin, pr *proc) {
 	// the group is gone before the exit is recorded and a successor starts.
 	if left := procgroup.WaitGone(pr.pid, orphanKillWait); len(left) > 0 {
 		p.log.Error("plugin processes survive SIGKILL", "plugin", pl.id, "pids", left)
+	}
+	if pr.cg != nil {
+		// Children that left the group (setsid) are still in the cgroup.
+		if left := pr.cg.Remove(orphanKillWait); len(left) > 0 {
+			p.log.Error("plugin processes survive SIGKILL of their cgroup", "plugin", pl.id, "pids", left)
+		}
 	}
 	pr.reaped = true
 	_ = pr.cmd.Wait()
@@ -237,44 +246,5 @@ func (p *Plugins) stopAll() {
 		grace.Stop()
 	}
 	p.procs.Wait()
-	p.spawn.stop()
-}
-
-// spawner starts processes from one goroutine locked to its OS thread for
-// the supervisor's whole life: Pdeathsig fires when the thread that forked
-// a child ends, not the process, so the fork must come from a thread that
-// does not end before the agent does.
-type spawner struct {
-	reqs chan spawnReq
-	done chan struct{}
-	once sync.Once
-}
-
-type spawnReq struct {
-	cmd *exec.Cmd
-	err chan error
-}
-
-func newSpawner() *spawner {
-	s := &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
-	go func() {
-		runtime.LockOSThread()
-		defer close(s.done)
-		defer runtime.UnlockOSThread() // every child is gone by now
-		for r := range s.reqs {
-			r.err <- r.cmd.Start()
-		}
-	}()
-	return s
-}
-
-func (s *spawner) start(cmd *exec.Cmd) error {
-	ch := make(chan error, 1)
-	s.reqs <- spawnReq{cmd, ch}
-	return <-ch
-}
-
-func (s *spawner) stop() {
-	s.once.Do(func() { close(s.reqs) })
-	<-s.done
+	p.spawn.Stop()
 }

@@ -140,12 +140,19 @@ func (p *Plugins) launch(id string, spec *schema.PluginSpec, x *executable, cert
 		// agent); the orphan check at the next start covers the rest.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
-	err = p.spawn.start(cmd)
+	cg := p.newCgroup(id)
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
+	}
+	err = p.spawn.Start(cmd)
 	outW.Close()
 	errW.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
+		if cg != nil {
+			cg.Remove(orphanKillWait)
+		}
 		return nil, fmt.Errorf("plugin %s: start %s: %w", id, x.rel, err)
 	}
 	pid := cmd.Process.Pid
@@ -155,12 +162,15 @@ func (p *Plugins) launch(id string, spec *schema.PluginSpec, x *executable, cert
 		// runs must be what was checked. (A script's exe is its
 		// interpreter, so only ELF executables are compared.)
 		unix.Kill(-pid, unix.SIGKILL)
+		if cg != nil {
+			cg.Remove(orphanKillWait)
+		}
 		cmd.Wait()
 		outR.Close()
 		errR.Close()
 		return nil, fmt.Errorf("plugin %s: %s was replaced during the start; killed", id, x.rel)
 	}
-	pr := &proc{id: id, pid: pid, cmd: cmd, started: time.Now(), sum: x.sumHex(),
+	pr := &proc{id: id, pid: pid, cmd: cmd, cg: cg, started: time.Now(), sum: x.sumHex(),
 		outR: outR, errR: errR, done: make(chan struct{})}
 	if st, err := procgroup.Stat(pid); err == nil {
 		pr.startTicks = st.StartTicks

@@ -1,0 +1,66 @@
+package reconcile
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"warden/procgroup"
+)
+
+// setsidScript is a plugin that starts a child outside its process group
+// (setsid) and writes the child's pid.
+const setsidScript = "#!/bin/sh\nsetsid sleep 1000 &\necho $! > \"$(dirname \"$0\")/child\"\nwait\n"
+
+// With cgroup v2, a plugin child that called setsid does not outlive the
+// plugin: it dies when the plugin exits, whether the plugin is stopped or
+// dies on its own, and the cgroup goes with it.
+func TestPluginSetsidChildDiesWithPlugin(t *testing.T) {
+	e := newPluginEnv(t)
+	cg, err := procgroup.OpenCgroups(e.root)
+	if err != nil {
+		t.Skipf("no writable cgroup v2 here: %v", err)
+	}
+	e.run(func(o *PluginOptions) { o.Cgroups = cg })
+	t.Cleanup(func() { cg.Close() })
+	sum := e.installBytes("escaper", "run.sh", []byte(setsidScript), 0o750)
+	e.apply(pluginDoc(t, "escaper", "run.sh", sum, ""))
+	first := e.running("escaper", 0)
+	child := e.childPID(t)
+	if st, err := procgroup.Stat(child); err != nil || st.Pgrp == first.PID {
+		t.Fatalf("child %d: %+v %v; want it outside the plugin's group", child, st, err)
+	}
+	// The plugin dies on its own: the child goes with it.
+	os.Remove(e.path("Plugins/escaper/child"))
+	syscall.Kill(first.PID, syscall.SIGKILL)
+	e.waitFor("the setsid child to die with its plugin", func() bool { return !live(child) })
+	// Restarted; then the document is removed: the new child goes too.
+	e.running("escaper", first.PID)
+	child = e.childPID(t)
+	e.apply()
+	e.waitFor("plugin stopped", func() bool { return e.status("escaper").State == "unknown" })
+	e.waitFor("the setsid child to die with its stopped plugin", func() bool { return !live(child) })
+	if left := cg.Leftovers(pluginCgroupPrefix); len(left) != 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+}
+
+func (e *pluginEnv) childPID(t *testing.T) int {
+	t.Helper()
+	var pid int
+	e.waitFor("the plugin's child pid", func() bool {
+		data, _ := os.ReadFile(e.path("Plugins/escaper/child"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return pid > 0
+	})
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return pid
+}
+
+// live reports whether pid runs (a zombie does not).
+func live(pid int) bool {
+	st, err := procgroup.Stat(pid)
+	return err == nil && st.Live()
+}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"warden/state"
 )
 
@@ -110,6 +112,18 @@ func privEnv(t testing.TB, tune func(*Options)) (*env, *Privileges) {
 		t.Fatal(err)
 	}
 	return e, p
+}
+
+// restartWithPrivileges is restart for a privEnv.
+func (e *env) restartWithPrivileges() {
+	e.t.Helper()
+	e.reg = prometheus.NewRegistry()
+	e.opts.Registry = e.reg
+	e.newManager()
+	if _, err := e.m.AddPrivileges(PrivilegeOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.start()
 }
 
 func (e *env) settingsDoc(json string) {

@@ -228,6 +228,11 @@ type Backend struct {
 	PollSeconds int    `json:"pollSeconds,omitempty"`
 	CAFile      string `json:"caFile,omitempty"`
 	Group       string `json:"group,omitempty"`
+	// LongPollSeconds is how long the agent offers to wait for a new
+	// bundle in one request (Prefer: wait=N); nil means the default, 0
+	// turns long polling off. A backend that does not hold requests is
+	// polled every pollSeconds.
+	LongPollSeconds *int `json:"longPollSeconds,omitempty"`
 }
 
 // AuditSettings configures audit retention and forwarding.
@@ -292,6 +297,7 @@ const (
 	// DefaultAppControlTimeoutMs is how long an exec waits for the exec
 	// controller's answer before the fallback applies.
 	DefaultAppControlTimeoutMs = 100
+	DefaultLongPollSeconds     = 30
 )
 
 // DefaultSettings is what an agent runs with before any Settings document

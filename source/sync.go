@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +47,9 @@ type Sync struct {
 	log   *slog.Logger
 
 	minBackoff  time.Duration
-	maxBackoff  time.Duration // 0: the poll interval (uploads: a minute)
-	poll        time.Duration // 0: Settings backend.pollSeconds
+	maxBackoff  time.Duration  // 0: the poll interval (uploads: a minute)
+	poll        time.Duration  // 0: Settings backend.pollSeconds
+	longPoll    *time.Duration // nil: Settings backend.longPollSeconds
 	uploadEvery time.Duration
 	batch       int
 
@@ -80,6 +84,7 @@ func NewSync(store *state.Store, p *Pipeline, root string, logger *slog.Logger) 
 type endpoint struct {
 	url, caFile, group string
 	poll               time.Duration
+	longPoll           time.Duration // 0: off
 	reg                *Registration // nil when not registered
 }
 
@@ -92,7 +97,8 @@ func (s *Sync) endpoint() (*endpoint, error) {
 	if err != nil && !errors.Is(err, ErrNotRegistered) {
 		return nil, err
 	}
-	ep := &endpoint{group: DefaultGroup, poll: time.Duration(schema.DefaultPollSeconds) * time.Second}
+	ep := &endpoint{group: DefaultGroup, poll: time.Duration(schema.DefaultPollSeconds) * time.Second,
+		longPoll: time.Duration(schema.DefaultLongPollSeconds) * time.Second}
 	if reg != nil {
 		ep.reg, ep.url, ep.caFile, ep.group = reg, reg.URL, reg.CAFile, reg.Group
 	}
@@ -106,6 +112,9 @@ func (s *Sync) endpoint() (*endpoint, error) {
 		}
 		if b.PollSeconds > 0 {
 			ep.poll = time.Duration(b.PollSeconds) * time.Second
+		}
+		if b.LongPollSeconds != nil {
+			ep.longPoll = time.Duration(*b.LongPollSeconds) * time.Second
 		}
 	}
 	if ep.url == "" {
@@ -128,6 +137,9 @@ func (s *Sync) endpoint() (*endpoint, error) {
 	}
 	if s.poll > 0 {
 		ep.poll = s.poll
+	}
+	if s.longPoll != nil {
+		ep.longPoll = *s.longPoll
 	}
 	s.pollEvery.Store(int64(ep.poll))
 	return ep, nil
@@ -179,6 +191,11 @@ type PollResult struct {
 	Status string     // "unchanged", "applied", "refused", "none" (no bundle for the group)
 	Meta   state.Meta // the new generation, when applied
 	Err    error      // the refusal, when refused
+	// LongPoll says the backend honoured the agent's offer to wait
+	// (Preference-Applied: wait=N): it holds a request until a new bundle
+	// exists, so the agent asks again at once instead of every pollSeconds.
+	LongPoll bool
+	Took     time.Duration // how long the request took (held, when LongPoll)
 }
 
 // Poll asks the backend once for the group's bundle and applies it when
@@ -188,7 +205,10 @@ type PollResult struct {
 // without ETags (a plain file server) does not have them refused and
 // audited again on every poll. The error is for
 // failures worth backing off for (network, backend, store).
-func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
+func (s *Sync) Poll(ctx context.Context) (res PollResult, err error) {
+	start := time.Now()
+	longPolled := false
+	defer func() { res.LongPoll, res.Took = longPolled, time.Since(start) }()
 	ep, err := s.endpoint()
 	if err != nil {
 		return PollResult{}, err
@@ -209,7 +229,17 @@ func (s *Sync) Poll(ctx context.Context) (PollResult, error) {
 		req.Header.Set("If-None-Match", s.etag)
 	}
 	s.mu.Unlock()
+	if ep.longPoll > 0 {
+		// RFC 7240, as OPA's bundle service long polling: a backend that
+		// supports it holds a request whose If-None-Match is current until
+		// the bundle changes or N seconds pass, and says so with
+		// Preference-Applied (on every answer, so the first one tells).
+		req.Header.Set("Prefer", "wait="+strconv.Itoa(int(ep.longPoll/time.Second)))
+	}
 	resp, err := client.Do(req)
+	if err == nil {
+		longPolled = strings.HasPrefix(resp.Header.Get("Preference-Applied"), "wait=")
+	}
 	if err != nil {
 		return PollResult{}, fmt.Errorf("poll %s: %w", u, err)
 	}
@@ -306,6 +336,11 @@ func (s *Sync) Run(ctx context.Context) error {
 		s.uploadLoop(ctx)
 	}()
 	defer wg.Wait()
+	// The first poll waits a random part of the jitter window, so a fleet
+	// started (or restarted) together does not poll in step.
+	if ep, err := s.endpoint(); err == nil && !s.waitFor(ctx, gens, rand.N(min(ep.poll/jitterFraction, maxFirstOffset)+1)) {
+		return nil
+	}
 	failures := 0
 	for {
 		res, err := s.Poll(ctx)
@@ -330,7 +365,8 @@ func (s *Sync) Run(ctx context.Context) error {
 				s.log.Info("backend reachable again", "after", failures)
 			}
 			failures = 0
-			s.log.Debug("backend polled", "status", res.Status)
+			s.log.Debug("backend polled", "status", res.Status, "longPoll", res.LongPoll, "took", res.Took.Round(time.Millisecond).String())
+			wait = nextPoll(res, wait)
 		}
 		if !s.waitFor(ctx, gens, wait) {
 			return nil
@@ -366,5 +402,33 @@ func sameEndpoint(a, b *endpoint) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.url == b.url && a.caFile == b.caFile && a.group == b.group && a.poll == b.poll
+	return a.url == b.url && a.caFile == b.caFile && a.group == b.group && a.poll == b.poll && a.longPoll == b.longPoll
+}
+
+// jitterFraction: polls are spread by ±poll/jitterFraction (±10%), and
+// the first one waits up to poll/jitterFraction.
+const jitterFraction = 10
+
+// maxFirstOffset caps the first poll's random offset, so an agent with a
+// long poll interval is not kept from its backend for long after a start.
+const maxFirstOffset = 30 * time.Second
+
+// longPollRetry is the pause after a long poll the backend answered
+// quickly without a change, so a backend that claims to hold requests and
+// does not is asked at most once a second.
+const longPollRetry = time.Second
+
+// nextPoll is the wait before the next poll after a successful one: at
+// once when the backend holds requests (long polling), else the interval
+// with jitter. A static host ignores the Prefer header, so the agent is
+// back to interval polling by itself.
+func nextPoll(res PollResult, interval time.Duration) time.Duration {
+	switch {
+	case res.LongPoll && (res.Status == "applied" || res.Took >= longPollRetry):
+		return 0
+	case res.LongPoll && res.Status == "unchanged":
+		return longPollRetry
+	}
+	spread := interval / jitterFraction
+	return interval - spread + rand.N(2*spread+1)
 }

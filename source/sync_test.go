@@ -58,6 +58,7 @@ type backendProc struct {
 	dir    string
 	addr   string
 	srv    *http.Server
+	server *backend.Server
 	served sync.WaitGroup
 	codes  sync.Map // status code -> *atomic.Int64
 }
@@ -68,6 +69,7 @@ func (b *backendProc) start() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	b.server = s
 	addr := b.addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -91,6 +93,7 @@ func (b *backendProc) start() {
 func (b *backendProc) stop() {
 	b.srv.Close()
 	b.served.Wait()
+	b.server.Close()
 }
 
 func (b *backendProc) count(code int) int64 {
@@ -229,6 +232,7 @@ func TestBackendLoop(t *testing.T) {
 
 	s := source.NewSync(a.store, a.p, root, nil)
 	s.SetTimings(20*time.Millisecond, 5*time.Millisecond, 50*time.Millisecond, 20*time.Millisecond, 7)
+	s.SetLongPoll(0) // interval polling here; longpoll_test.go has the other
 	if res, err := s.Poll(ctx); err != nil || res.Status != "none" {
 		t.Fatalf("poll with no bundle: %+v %v", res, err)
 	}

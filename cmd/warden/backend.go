@@ -36,6 +36,7 @@ for tests and loopback use.`,
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return err

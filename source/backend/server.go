@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,11 @@ type Server struct {
 	agents map[string]*Agent
 	acked  map[string]uint64 // highest audit seq held, per agent
 	etags  map[string]etagEntry
+
+	changedCh chan struct{} // closed and replaced at each change of DIR/bundles
+	stopWatch chan struct{}
+	watchDone chan struct{}
+	closeOnce sync.Once
 }
 
 type etagEntry struct {
@@ -95,6 +101,7 @@ func New(dir string, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.watchBundles()
 	return s, nil
 }
 
@@ -188,7 +195,13 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	path := filepath.Join(s.dir, "bundles", a.Group+".tar.gz")
+	path := filepath.Join(s.bundlesDir(), a.Group+".tar.gz")
+	if wait := preferWait(r.Header.Get("Prefer")); wait > 0 {
+		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
+		if !s.hold(r, path, wait) {
+			return
+		}
+	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		httpError(w, http.StatusNotFound, "no_bundle", "no bundle for group "+a.Group)
@@ -286,6 +299,8 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, source.AuditAck{Acked: s.acked[id]})
 }
+
+func (s *Server) bundlesDir() string { return filepath.Join(s.dir, "bundles") }
 
 func (s *Server) auditPath(id string) string { return filepath.Join(s.dir, "audit", id+".ndjson") }
 

@@ -27,6 +27,7 @@ import (
 	"warden/atomicfile"
 	"warden/audit"
 	"warden/broker"
+	"warden/elevate"
 	"warden/engine"
 	"warden/peer"
 	"warden/pki"
@@ -123,6 +124,7 @@ type agent struct {
 	// cancelAuditFeed ends the broker's audit subscription.
 	cancelAuditFeed func()
 	appctl          *appcontrol.Controller
+	elevate         *elevate.Server
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -245,6 +247,11 @@ func (a *agent) start(ctx context.Context) error {
 		healthLn.Close()
 		return err
 	}
+	if err := a.startElevate(); err != nil {
+		apiLn.Close()
+		healthLn.Close()
+		return err
+	}
 	a.serve(apiLn, a.api.Handler(), a.serverTLS())
 	a.serve(healthLn, a.api.HealthHandler(info.API), nil)
 
@@ -298,6 +305,9 @@ func (a *agent) stopNow() {
 	defer cancel()
 	if a.api != nil {
 		a.api.Close()
+	}
+	if a.elevate != nil {
+		a.elevate.Close() // running elevated commands are hung up
 	}
 	for _, s := range a.servers {
 		_ = s.Shutdown(ctx)

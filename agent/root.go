@@ -22,7 +22,7 @@ var folders = []struct {
 	{"Jobs", 0o750},
 	{"inbox", 0o700},
 	{"logs", 0o700},
-	{"run", 0o700},
+	{"run", 0o755}, // holds the user socket: anyone may reach it
 }
 
 // prepareRoot creates the root and its folders, and refuses a root or
@@ -51,6 +51,12 @@ func prepareRoot(root string) error {
 		p := filepath.Join(root, f.name)
 		if err := os.Mkdir(p, f.mode); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("create %s: %w", p, err)
+		}
+		if f.name == "run" {
+			// A root made before the user socket existed has run/ 0700.
+			if err := os.Chmod(p, f.mode); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

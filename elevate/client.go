@@ -1,0 +1,213 @@
+package elevate
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Client is the unprivileged side of the user socket.
+type Client struct {
+	c      conn
+	Stderr io.Writer
+}
+
+// ErrNoAgent is returned by Dial when no agent listens under the root.
+var ErrNoAgent = errors.New("no agent reachable")
+
+// Dial connects to ROOT/run/warden.sock.
+func Dial(root string) (*Client, error) {
+	p := filepath.Join(root, SocketPath)
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoAgent, p, unwrapOp(err))
+	}
+	return &Client{c: conn{c}, Stderr: os.Stderr}, nil
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
+}
+
+// Close hangs up.
+func (cl *Client) Close() error { return cl.c.c.Close() }
+
+// ElevateOptions is `warden elevate`'s command line.
+type ElevateOptions struct {
+	Argv   []string
+	Reason string
+	NoWait bool
+}
+
+// forwarded are the signals the client catches and passes on.
+var forwarded = []os.Signal{unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGHUP, unix.SIGTSTP, unix.SIGCONT, unix.SIGWINCH}
+
+// Elevate asks the agent to run o.Argv as root with this process's stdin,
+// stdout and stderr, and returns the exit code `warden elevate` exits
+// with. While the command runs, the terminal's signals are forwarded to
+// it; when this process dies, the agent hangs the command up.
+func (cl *Client) Elevate(o ElevateOptions) int {
+	tty := openTTY()
+	if tty != nil {
+		defer tty.Close()
+	}
+	m := &Message{Type: TypeElevate, Argv: o.Argv, Reason: o.Reason, NoWait: o.NoWait, TTY: tty != nil,
+		Env: callerEnv()}
+	if err := cl.c.send(m, 0, 1, 2); err != nil {
+		fmt.Fprintln(cl.Stderr, "warden: send request:", err)
+		return ExitNoAgent
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+	msgs := make(chan *Message)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, fds, err := cl.c.recv()
+			closeAll(fds)
+			if err != nil {
+				errc <- err
+				return
+			}
+			msgs <- m
+		}
+	}()
+	started := false
+	for {
+		select {
+		case s := <-sigs:
+			sig := int(s.(unix.Signal))
+			if !started {
+				if sig == int(unix.SIGINT) || sig == int(unix.SIGTERM) || sig == int(unix.SIGHUP) {
+					// Leaving while waiting (for an approval, say): the
+					// request stays pending on the agent.
+					fmt.Fprintln(cl.Stderr, "\nwarden: interrupted; a pending approval stays pending, run the same command again to pick it up")
+					return 128 + sig
+				}
+				continue
+			}
+			cl.c.send(&Message{Type: TypeSignal, Signal: sig})
+			if sig == int(unix.SIGTSTP) {
+				// Stop with the command, as a shell expects of a
+				// foreground job; SIGCONT (fg) is forwarded on.
+				unix.Kill(0, unix.SIGSTOP)
+			}
+		case err := <-errc:
+			fmt.Fprintln(cl.Stderr, "warden: the agent hung up:", err)
+			return ExitRefused
+		case m := <-msgs:
+			switch m.Type {
+			case TypeStarted:
+				started = true
+			case TypeExit:
+				return m.Code
+			case TypeError:
+				if m.Text != "" {
+					fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+				}
+				return m.Code
+			case TypeNotice:
+				fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+			case TypeApproval:
+				fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+				if !o.NoWait {
+					fmt.Fprintln(cl.Stderr, "warden: waiting for approval (Ctrl-C leaves the request pending)...")
+				}
+			case TypePrompt:
+				cl.c.send(&Message{Type: TypeAnswer, Text: prompt(tty, m)})
+			}
+		}
+	}
+}
+
+// Call sends one request and returns its result (access, approvals),
+// answering prompts on the terminal.
+func (cl *Client) Call(m *Message) (json.RawMessage, int, error) {
+	tty := openTTY()
+	if tty != nil {
+		defer tty.Close()
+	}
+	m.TTY = tty != nil
+	if err := cl.c.send(m); err != nil {
+		return nil, ExitNoAgent, err
+	}
+	for {
+		r, fds, err := cl.c.recv()
+		closeAll(fds)
+		if err != nil {
+			return nil, ExitRefused, fmt.Errorf("the agent hung up: %w", err)
+		}
+		switch r.Type {
+		case TypeResult:
+			return r.Data, 0, nil
+		case TypeError:
+			return nil, r.Code, errors.New(r.Text)
+		case TypeNotice, TypeApproval:
+			fmt.Fprintln(cl.Stderr, "warden:", r.Text)
+			if r.Type == TypeApproval && !m.NoWait {
+				fmt.Fprintln(cl.Stderr, "warden: waiting for approval (Ctrl-C leaves the request pending)...")
+			}
+		case TypePrompt:
+			cl.c.send(&Message{Type: TypeAnswer, Text: prompt(tty, r)})
+		}
+	}
+}
+
+// openTTY opens the controlling terminal for prompts; nil without one.
+func openTTY() *os.File {
+	if _, err := unix.IoctlGetTermios(0, unix.TCGETS); err != nil {
+		return nil // stdin is not a terminal: no prompting (scripts use --reason)
+	}
+	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// prompt asks on the terminal; MFA codes are read without echo.
+func prompt(tty *os.File, m *Message) string {
+	if tty == nil {
+		return ""
+	}
+	fmt.Fprint(tty, m.Text)
+	if m.Prompt == PromptMFA {
+		if t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err == nil {
+			quiet := *t
+			quiet.Lflag &^= unix.ECHO
+			unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, &quiet)
+			defer func() {
+				unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, t)
+				fmt.Fprintln(tty)
+			}()
+		}
+	}
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	return strings.TrimRight(line, "\r\n")
+}
+
+// callerEnv is what the client offers of its environment: only what the
+// agent would keep anyway (the agent filters again).
+func callerEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if k, _, ok := strings.Cut(kv, "="); ok && keepEnv(k) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -1,0 +1,9 @@
+// Package elevate is the user socket: the one door the root agent opens to
+// unprivileged users (DIR/run/warden.sock). It builds an Actor for each
+// connection from the kernel's peer credentials, speaks a small versioned
+// protocol (protocol.go, docs/elevation.md), resolves and checks the
+// executable a user asks for, and launches it as root with the caller's
+// terminal when the policy engine allows it. The client side of
+// `warden elevate`, `warden access` and `warden approvals` lives here too, so
+// the CLI stays wiring.
+package elevate

@@ -1,0 +1,44 @@
+package elevate
+
+import (
+	"strconv"
+	"strings"
+)
+
+// keepEnv reports whether the caller's variable key may reach an elevated
+// command (sudo's env_reset default list, minus what names files).
+func keepEnv(key string) bool {
+	switch key {
+	case "TERM", "LANG", "LANGUAGE", "COLORTERM":
+		return true
+	}
+	return strings.HasPrefix(key, "LC_")
+}
+
+// ResetEnv builds an elevated command's environment the way sudo's
+// env_reset does: the caller's locale and terminal type only (values with
+// '/' or '%' dropped, as sudo's env_check does, so they cannot name a file
+// or a format), then a fixed root environment and SUDO_* naming the caller.
+// Nothing else of the caller's (LD_*, PATH, IFS, ...) gets through.
+func ResetEnv(caller []string, a *Actor) []string {
+	out := make([]string, 0, len(caller)+8)
+	seen := map[string]bool{}
+	for _, kv := range caller {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !keepEnv(k) || seen[k] || strings.ContainsAny(v, "/%") || len(v) > 256 {
+			continue
+		}
+		seen[k] = true
+		out = append(out, k+"="+v)
+	}
+	return append(out,
+		"PATH="+SecurePath,
+		"HOME=/root",
+		"SHELL=/bin/sh",
+		"USER=root",
+		"LOGNAME=root",
+		"SUDO_USER="+a.Name,
+		"SUDO_UID="+strconv.FormatUint(uint64(a.UID), 10),
+		"SUDO_GID="+strconv.FormatUint(uint64(a.GID), 10),
+	)
+}

@@ -8,9 +8,6 @@ import (
 	"warden/elevate"
 )
 
-// exitNoAgent is DESIGN.md's "no agent reachable".
-const exitNoAgent = 3
-
 // exitWith ends the command with code and no further message.
 func exitWith(code int) error {
 	if code == 0 {

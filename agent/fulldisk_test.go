@@ -51,6 +51,21 @@ func TestFullDiskRefusesAuditedChanges(t *testing.T) {
 	if code, _ := do(t, c, "GET", base+"/api/v1/desired/Policy/"+refused, ""); code != 404 {
 		t.Fatalf("the refused change was applied (GET = %d)", code)
 	}
+	// A decision is not answered when its POLICY_EVALUATION cannot be stored.
+	decided := false
+	for i := 0; i < 100 && !decided; i++ {
+		code, body := do(t, c, "POST", base+"/api/v1/evaluate",
+			`{"user": "ivan", "machine": "ws-1", "action": "elevate", "application": {"path": "/usr/bin/nc"}}`)
+		switch {
+		case code == 503 && strings.Contains(body, `"code":"audit_unavailable"`):
+			decided = true
+		case code != 200:
+			t.Fatalf("evaluate on a full disk = %d %s; want 200 or 503 audit_unavailable", code, body)
+		}
+	}
+	if !decided {
+		t.Fatal("no evaluation was refused on a full disk")
+	}
 	var st struct {
 		Audit struct {
 			OK       bool   `json:"ok"`

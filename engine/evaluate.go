@@ -182,7 +182,7 @@ func requestUserInfo(c Caller, req *policy.Request) *audit.UserInfo {
 // records must then not happen.
 func (e *Engine) audit(ctx context.Context, ev audit.Event) error {
 	if _, err := e.opts.Audit.Write(ctx, ev); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrAuditUnavailable, ev.Type, err)
+		return fmt.Errorf("%w: %s: %w", ErrAuditUnavailable, ev.Type, err)
 	}
 	return nil
 }

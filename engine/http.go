@@ -48,6 +48,8 @@ func (e *Engine) EvaluateHandler() http.Handler {
 		case errors.Is(err, ErrRateLimited):
 			w.Header().Set("Retry-After", "60")
 			api.WriteError(w, http.StatusTooManyRequests, "rate_limited", err.Error())
+		case errors.Is(err, ErrAuditUnavailable):
+			api.WriteAuditUnavailable(w)
 		case err != nil:
 			api.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:
@@ -102,7 +104,7 @@ func (e *Engine) DecideHandler(approve bool) http.Handler {
 		case errors.Is(err, ErrAlreadyDecided):
 			api.WriteError(w, http.StatusConflict, "conflict", err.Error())
 		case errors.Is(err, ErrAuditUnavailable):
-			api.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			api.WriteAuditUnavailable(w)
 		case err != nil:
 			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		default:

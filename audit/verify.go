@@ -26,8 +26,16 @@ type anchorRecord struct {
 // Verify walks the whole stored chain from the retention anchor and returns
 // how many events it checked and the first break (a *BreakError), if any.
 // It reads the anchor and the events as one snapshot, so it can run while
-// the agent writes and prunes.
+// the agent writes and prunes. The chain must also reach the event the
+// store's checkpoint file records, with the same hash: deleting the newest
+// events (truncating the chain) is a break.
 func Verify(store *state.Store) (int, error) {
+	// The checkpoint is read first: it is written after each commit, so
+	// the snapshot read next is never behind it.
+	cp, hasCP, err := store.SavedCheckpoint()
+	if err != nil {
+		return 0, err
+	}
 	var prev string
 	var prevSeq uint64
 	anchored := false // the anchor was read: a later error is in the events
@@ -44,7 +52,7 @@ func Verify(store *state.Store) (int, error) {
 	}
 	n := 0
 	var brk error
-	err := store.AuditWalk(anchor, func(a state.AuditEntry) bool {
+	err = store.AuditWalk(anchor, func(a state.AuditEntry) bool {
 		var e Event
 		if err := json.Unmarshal(a.Data, &e); err != nil {
 			brk = &BreakError{Seq: a.Seq, Reason: "unreadable: " + err.Error()}
@@ -59,6 +67,8 @@ func Verify(store *state.Store) (int, error) {
 			brk = &BreakError{Seq: a.Seq, Reason: "prev_hash does not match the event before"}
 		case e.computeHash() != e.Hash:
 			brk = &BreakError{Seq: a.Seq, Reason: "hash does not match the event's content (edited)"}
+		case hasCP && a.Seq == cp.AuditSeq && cp.AuditHash != "" && e.Hash != cp.AuditHash:
+			brk = &BreakError{Seq: a.Seq, Reason: "differs from the event " + state.CheckpointFile + " records (replaced)"}
 		}
 		if brk != nil {
 			return false
@@ -73,6 +83,10 @@ func Verify(store *state.Store) (int, error) {
 		}
 		// A value that fails decryption was edited in the file.
 		return n, &BreakError{Seq: prevSeq + 1, Reason: err.Error()}
+	}
+	if brk == nil && hasCP && prevSeq < cp.AuditSeq {
+		brk = &BreakError{Seq: prevSeq + 1, Reason: fmt.Sprintf("events %d to %d are missing: the chain ends before the event %s records (truncated)",
+			prevSeq+1, cp.AuditSeq, state.CheckpointFile)}
 	}
 	return n, brk
 }

@@ -242,7 +242,7 @@ func (w *Writer) seal(e *Event, seq uint64, prev string) state.AuditEntry {
 	e.PrevHash = prev
 	data := e.seal()
 	e.Raw = data
-	return state.AuditEntry{Seq: seq, Data: data}
+	return state.AuditEntry{Seq: seq, Data: data, Hash: e.Hash}
 }
 
 // commit numbers, chains and stores one batch, then answers and publishes.

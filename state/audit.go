@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,6 +14,9 @@ import (
 type AuditEntry struct {
 	Seq  uint64
 	Data []byte
+	// Hash is the event's chain hash, recorded in the checkpoint when the
+	// entry is the newest (set by the writer; not stored separately).
+	Hash string
 }
 
 // AppendAudit stores entries in one transaction (one fsync for the whole
@@ -21,7 +25,40 @@ type AuditEntry struct {
 // them) and must be above every stored one. When it returns nil, the
 // entries are on disk.
 func (s *Store) AppendAudit(entries []AuditEntry) error {
-	return s.update(func(tx *bolt.Tx) error { return s.appendAudit(tx, entries) })
+	if err := s.update(func(tx *bolt.Tx) error { return s.appendAudit(tx, entries) }); err != nil {
+		return err
+	}
+	s.advanceAudit(entries)
+	return nil
+}
+
+// advanceAudit records committed entries in the checkpoint.
+func (s *Store) advanceAudit(entries []AuditEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	last := entries[len(entries)-1]
+	s.cp.advance(func(c *Checkpoint) { c.AuditSeq, c.AuditHash = last.Seq, last.Hash })
+}
+
+// newestAuditSeq is the sequence number of the newest event ever stored:
+// the last one, or the retention anchor when every event was pruned.
+func (s *Store) newestAuditSeq() (uint64, error) {
+	last, ok, err := s.LastAudit()
+	if err != nil || ok {
+		return last.Seq, err
+	}
+	raw, err := s.AuditAnchor()
+	if err != nil || raw == nil {
+		return 0, err
+	}
+	var a struct {
+		Seq uint64 `json:"seq"` // the audit package's anchor record
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return 0, fmt.Errorf("audit anchor: %w", err)
+	}
+	return a.Seq, nil
 }
 
 func (s *Store) appendAudit(tx *bolt.Tx, entries []AuditEntry) error {

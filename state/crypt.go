@@ -101,3 +101,10 @@ func loadKey(path string, create bool) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// deriveKey derives a key for one purpose from the data key.
+func deriveKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}

@@ -124,6 +124,7 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	}
 	sort.Sort(byRef{refs, docs})
 	var m Meta
+	var auditEntries []AuditEntry
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	err := s.update(func(tx *bolt.Tx) error {
@@ -157,7 +158,8 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 			return err
 		}
 		if a.Audit != nil {
-			if err := s.appendAudit(tx, a.Audit(m)); err != nil {
+			auditEntries = a.Audit(m)
+			if err := s.appendAudit(tx, auditEntries); err != nil {
 				return err
 			}
 		}
@@ -166,6 +168,8 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
+	s.cp.advance(func(c *Checkpoint) { c.Generation, c.BundleVersion = m.Generation, m.BundleVersion })
+	s.advanceAudit(auditEntries)
 	s.current.Store(newSnapshot(m, docs))
 	s.notify(m.Generation)
 	return m, nil

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -57,13 +57,32 @@ type Options struct {
 	KeepGenerations int
 	// NoSync skips fsync; for benchmarks that measure everything else only.
 	NoSync bool
+	// MustExist refuses to create a store: a missing warden.db fails with
+	// ErrNoStore (readers such as `warden audit verify`).
+	MustExist bool
+	// CheckLimit bounds bbolt's full consistency check at open: it runs
+	// when warden.db is at most this many bytes (default 256 MiB, about a
+	// second); a larger file gets the cheaper meta-page checks only.
+	// Negative skips it.
+	CheckLimit int64
 }
+
+// ErrNoStore is returned by Open with MustExist when there is no warden.db.
+var ErrNoStore = errors.New("no store")
+
+// ErrDamaged is returned by Open when warden.db fails bbolt's consistency
+// check or cannot be read at all, and by any store call that hit a damaged
+// page (recovered from bbolt's panic).
+var ErrDamaged = errors.New("store file is damaged")
+
+const defaultCheckLimit = 256 << 20
 
 // Store is an open warden.db. It is safe for concurrent use.
 type Store struct {
 	db   *bolt.DB
 	seal *sealer
 	keep int
+	cp   *checkpointer
 
 	current atomic.Pointer[Snapshot]
 	// applyMu makes an apply's commit and its publication (current, then
@@ -83,16 +102,36 @@ type Store struct {
 // dir/data.key. A new database gets a new key; an existing one whose key is
 // missing or different fails with ErrKeyMissing or ErrWrongKey. A database
 // held by another process fails with ErrLocked after a short wait.
+//
+// Open never silently starts over: an empty (0-byte) warden.db, or one
+// missing or behind dir/checkpoint.json (a lost or replaced file), fails
+// with ErrBehind or ErrDamaged and a one-line remedy; a file that fails
+// bbolt's consistency check fails with ErrDamaged.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.KeepGenerations <= 0 {
 		opts.KeepGenerations = 10
 	}
+	if opts.CheckLimit == 0 {
+		opts.CheckLimit = defaultCheckLimit
+	}
+	dbPath := filepath.Join(dir, DBFile)
+	cpPath := filepath.Join(dir, CheckpointFile)
+	info, statErr := os.Stat(dbPath)
+	fresh := errors.Is(statErr, os.ErrNotExist)
+	if fresh && opts.MustExist {
+		return nil, fmt.Errorf("%w at %s", ErrNoStore, dbPath)
+	}
+	if _, err := os.Stat(cpPath); err == nil && fresh {
+		return nil, fmt.Errorf("%w: %s is missing but %s exists; restore the newest backup of %s, or remove %s to start a new store",
+			ErrBehind, dbPath, CheckpointFile, DBFile, CheckpointFile)
+	}
+	if statErr == nil && info.Size() == 0 {
+		return nil, fmt.Errorf("%w: %s is empty (0 bytes); restore the newest backup of it, or remove it and %s to start a new store",
+			ErrDamaged, dbPath, CheckpointFile)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	dbPath := filepath.Join(dir, DBFile)
-	_, statErr := os.Stat(dbPath)
-	fresh := errors.Is(statErr, os.ErrNotExist)
 	key, err := loadKey(filepath.Join(dir, KeyFile), fresh)
 	if err != nil {
 		return nil, err
@@ -101,22 +140,42 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond, NoSync: opts.NoSync, InitialMmapSize: 1 << 28})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, dbPath)
-	}
+	db, err := openBolt(dbPath, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", dbPath, err)
+		return nil, err
 	}
 	s := &Store{db: db, seal: sl, keep: opts.KeepGenerations, subs: map[int]chan uint64{}}
-	if err := s.init(); err != nil {
+	fail := func(err error) (*Store, error) {
 		db.Close()
 		return nil, err
+	}
+	if err := s.init(); err != nil {
+		return fail(err)
+	}
+	// After init: a wrong data key is named as such, not as a bad MAC.
+	cpKey := deriveKey(key, "warden checkpoint v1")
+	saved, hasCP, err := readCheckpoint(cpPath, cpKey)
+	if err != nil {
+		return fail(err)
 	}
 	if err := s.loadCurrent(); err != nil {
-		db.Close()
-		return nil, err
+		return fail(damaged(dbPath, err))
 	}
+	lastAudit, err := s.newestAuditSeq()
+	if err != nil {
+		return fail(damaged(dbPath, err))
+	}
+	m := s.Current().Meta
+	cp := Checkpoint{Generation: m.Generation, BundleVersion: m.BundleVersion, AuditSeq: lastAudit}
+	if hasCP {
+		if err := checkAhead(dir, saved, m, lastAudit); err != nil {
+			return fail(err)
+		}
+		if saved.AuditSeq == lastAudit {
+			cp.AuditHash = saved.AuditHash
+		}
+	}
+	s.cp = newCheckpointer(cpPath, cpKey, cp)
 	return s, nil
 }
 
@@ -165,13 +224,31 @@ func (s *Store) Close() error {
 		delete(s.watches, id)
 	}
 	s.mu.Unlock()
-	return s.db.Close()
+	cpErr := s.cp.close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	if cpErr != nil {
+		return fmt.Errorf("write %s: %w", CheckpointFile, cpErr)
+	}
+	return nil
 }
 
 // update and view run fn in a bbolt transaction; on a closed store they
-// fail with ErrClosed (wrapping bbolt's own error).
-func (s *Store) update(fn func(*bolt.Tx) error) error { return closedErr(s.db.Update(fn)) }
-func (s *Store) view(fn func(*bolt.Tx) error) error   { return closedErr(s.db.View(fn)) }
+// fail with ErrClosed (wrapping bbolt's own error). A panic from bbolt on a
+// damaged page, or a fault reading the mapped file, becomes ErrDamaged:
+// no panic from the store reaches a caller.
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer recoverDamaged(s.db.Path(), &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return closedErr(s.db.Update(fn))
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer recoverDamaged(s.db.Path(), &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return closedErr(s.db.View(fn))
+}
 
 func closedErr(err error) error {
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

@@ -113,7 +113,7 @@ agent walks it (GET /api/v1/audit/verify).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			st, err := state.Open(filepath.Join(rootDir, "KeeperStorage"), state.Options{})
+			st, err := state.Open(filepath.Join(rootDir, "KeeperStorage"), state.Options{MustExist: true})
 			if errors.Is(err, state.ErrLocked) {
 				var ans api.VerifyAnswer
 				if err := callAgent(http.MethodGet, "/api/v1/audit/verify", nil, &ans); err != nil {

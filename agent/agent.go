@@ -223,7 +223,7 @@ func (a *agent) start(ctx context.Context) error {
 	routes = append(routes, jobRoutes...)
 	routes = append(routes, a.pluginRoutes()...)
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
-		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
+		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Pipeline: a.pipeline, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
 		Status: a.runtimeStatus})
 	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
 

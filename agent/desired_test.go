@@ -79,8 +79,19 @@ func TestDesiredLocalChangesAreAuditedAndMaterialized(t *testing.T) {
 		} `json:"events"`
 	}
 	json.Unmarshal([]byte(body), &out)
-	if len(out.Events) != 2 || out.Events[0].Details["action"] != "put" || out.Events[1].Details["action"] != "delete" {
-		t.Fatalf("ADMIN_ACTION events = %s; want put then delete", body)
+	// The two refused PUTs are audited too (result refused, with the
+	// reason), like a refused bundle; the changes are the put and delete.
+	var done []map[string]any
+	refused := 0
+	for _, e := range out.Events {
+		if e.Details["result"] == "refused" {
+			refused++
+			continue
+		}
+		done = append(done, e.Details)
+	}
+	if len(done) != 2 || done[0]["action"] != "put" || done[1]["action"] != "delete" || refused != 2 {
+		t.Fatalf("ADMIN_ACTION events = %s; want put then delete, and the two refusals", body)
 	}
 	if code, body := do(t, c, "GET", "https://"+info.API+"/metrics", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics = %d", code)

@@ -12,8 +12,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"warden/audit"
-	"warden/policy"
 	"warden/schema"
+	"warden/source"
 	"warden/state"
 )
 
@@ -129,8 +129,10 @@ func (s *Server) desiredGet(w http.ResponseWriter, r *http.Request) {
 	w.Write(d.Raw)
 }
 
-// desiredPut applies one document locally as a new generation (same bundle
-// version, source "local"), audited as ADMIN_ACTION.
+// desiredPut applies one document locally through the source pipeline
+// (source.Pipeline.ApplyLocal): validated and compiled as a bundle's
+// documents are, a new generation (same bundle version, source "local"),
+// audited as ADMIN_ACTION (and CONFIG_CHANGED) in the same transaction.
 func (s *Server) desiredPut(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
 	kind, ok := kindParam(w, v)
@@ -141,16 +143,7 @@ func (s *Server) desiredPut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	doc, err := schema.Validate("request body", data)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
-		return
-	}
-	if doc.Kind != kind || doc.ID != v["id"] {
-		writeError(w, http.StatusBadRequest, codeInvalid, fmt.Sprintf("document is %s, path names %s/%s", doc.Key(), kind, v["id"]))
-		return
-	}
-	s.applyLocal(w, r, doc.Kind, doc.ID, doc, "put")
+	s.applyLocal(w, r, source.LocalChange{Kind: kind, ID: v["id"], Data: data})
 }
 
 func (s *Server) desiredDelete(w http.ResponseWriter, r *http.Request) {
@@ -159,64 +152,29 @@ func (s *Server) desiredDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if s.opts.Store.Current().Get(kind, v["id"]) == nil {
-		writeError(w, http.StatusNotFound, codeNotFound, kind+"/"+v["id"]+" is not in the desired state")
-		return
-	}
-	s.applyLocal(w, r, kind, v["id"], nil, "delete")
+	s.applyLocal(w, r, source.LocalChange{Kind: kind, ID: v["id"]})
 }
 
-var errChanged = errors.New("desired state changed during the request")
-
-func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, kind, id string, doc *schema.Document, action string) {
-	cur := s.opts.Store.Current()
-	docs := make([]*schema.Document, 0, len(cur.Docs)+1)
-	for _, d := range cur.Docs {
-		if d.Kind != kind || d.ID != id {
-			docs = append(docs, d)
-		}
+func (s *Server) applyLocal(w http.ResponseWriter, r *http.Request, c source.LocalChange) {
+	if s.opts.Pipeline == nil {
+		writeError(w, http.StatusServiceUnavailable, codeInternal, "local changes are not available")
+		return
 	}
-	if doc != nil {
-		docs = append(docs, doc)
-	}
-	if kind == schema.KindPolicy {
-		var policies []*schema.Document
-		for _, d := range docs {
-			if d.Kind == schema.KindPolicy {
-				policies = append(policies, d)
-			}
-		}
-		if _, err := policy.Compile(policies); err != nil {
-			writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
-			return
-		}
-	}
-	id0, _ := IdentityOf(r)
-	ui := &audit.UserInfo{Identity: id0.Role + "/" + id0.Name, PeerAddr: r.RemoteAddr}
-	// The change and its ADMIN_ACTION (and CONFIG_CHANGED) commit in one
-	// transaction: no event stored, no change.
-	meta, err := s.opts.Audit.ApplyGeneration(state.Apply{
-		BundleVersion: cur.Meta.BundleVersion, Source: "local", Docs: docs,
-		Check: func(m state.Meta) error {
-			if m.Generation != cur.Meta.Generation {
-				return errChanged
-			}
-			return nil
-		},
-	}, ui, func(m state.Meta) []audit.Event {
-		return []audit.Event{{Type: audit.AdminAction, Component: "api", UserInfo: ui,
-			TargetInfo: &audit.TargetInfo{Kind: kind, ID: id},
-			Details:    map[string]any{"action": action, "generation": m.Generation}}}
-	})
-	if errors.Is(err, errChanged) {
+	id, _ := IdentityOf(r)
+	c.By = &audit.UserInfo{Identity: id.Role + "/" + id.Name, PeerAddr: r.RemoteAddr}
+	meta, err := s.opts.Pipeline.ApplyLocal(r.Context(), c)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, meta)
+	case errors.Is(err, state.ErrNotFound):
+		writeError(w, http.StatusNotFound, codeNotFound, c.Kind+"/"+c.ID+" is not in the desired state")
+	case errors.Is(err, source.ErrChanged):
 		writeError(w, http.StatusConflict, codeConflict, err.Error())
-		return
-	}
-	if err != nil {
+	case source.Refused(err):
+		writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
+	default:
 		s.internal(w, err)
-		return
 	}
-	writeJSON(w, http.StatusOK, meta)
 }
 
 // VerifyAnswer is GET /api/v1/audit/verify: how many events of the stored

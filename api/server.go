@@ -18,6 +18,7 @@ import (
 
 	"warden/audit"
 	"warden/pki"
+	"warden/source"
 	"warden/state"
 )
 
@@ -44,6 +45,9 @@ type Options struct {
 	// answers: a bundle that was just dropped in the inbox is applied first.
 	Settle   func(context.Context)
 	Evaluate http.Handler // POST /api/v1/evaluate, from the policy wiring; nil: 404
+	// Pipeline applies PUT and DELETE /api/v1/desired the way bundles are
+	// applied; nil: those answer 503.
+	Pipeline *source.Pipeline
 	// Peer finds the process behind a loopback connection, best effort,
 	// for refusal audits; nil skips the lookup.
 	Peer func(local, remote netip.AddrPort) (pid int, exe string, ok bool)

@@ -6,7 +6,7 @@ BIN      := bin/warden
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
 
-.PHONY: build run test test-opa race bench fuzz lint acceptance clean man deb deb-check
+.PHONY: build run test test-opa race bench fuzz lint acceptance clean man deb deb-check alerts
 
 # The binary carries its version, commit and commit time (warden version),
 # stamped by the toolchain from git: -buildvcs=true overrides a
@@ -39,6 +39,12 @@ deb:
 	$(GO) -C tools/nfpm build -o $(CURDIR)/bin/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm
 	DEB_ARCH=$(DEB_ARCH) DEB_VERSION=$(DEB_VERSION) bin/nfpm package --config deploy/nfpm.yaml --packager deb --target $(DEB)
 	@echo $(DEB)
+
+# The Prometheus alert rules: syntax and unit tests (promtool, from the
+# Debian prometheus package).
+alerts:
+	promtool check rules deploy/prometheus/warden-alerts.yml
+	cd deploy/prometheus && promtool test rules warden-alerts_test.yml
 
 # Build, lint, install, start with the packaged defaults, doctor, remove.
 deb-check: deb

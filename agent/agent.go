@@ -204,6 +204,9 @@ func (a *agent) start(ctx context.Context) error {
 	reg.MustRegister(a.audit.Collectors()...)
 	bgCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	if err := a.startMetrics(bgCtx, reg); err != nil {
+		return err
+	}
 	a.startSources(bgCtx)
 	a.goRun(bgCtx, "retention", a.runRetention)
 	a.forward = audit.NewForwarder(a.store, a.audit, a.log, reg)

@@ -36,6 +36,9 @@ func (a *agent) startPKI() error {
 	if _, _, err := ca.WriteAdmin(); err != nil {
 		return fmt.Errorf("admin certificate: %w", err)
 	}
+	if _, _, err := ca.WriteMonitor(); err != nil {
+		return fmt.Errorf("monitor certificate: %w", err)
+	}
 	return nil
 }
 

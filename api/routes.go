@@ -35,7 +35,7 @@ func (s *Server) Handler() http.Handler {
 		{http.MethodDelete, "/api/v1/desired/{kind}/{id}", adminOnly, http.HandlerFunc(s.desiredDelete)},
 		{http.MethodGet, "/api/v1/audit", adminOnly, http.HandlerFunc(s.auditList)},
 		{http.MethodGet, "/api/v1/audit/verify", adminOnly, http.HandlerFunc(s.auditVerify)},
-		{http.MethodGet, "/metrics", adminOnly, s.metrics()},
+		{http.MethodGet, "/metrics", []string{RoleAdmin, RoleMonitor}, s.metrics()},
 	}
 	if s.opts.Evaluate != nil {
 		routes = append(routes, Route{http.MethodPost, "/api/v1/evaluate", anyRole, s.opts.Evaluate})

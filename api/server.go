@@ -26,6 +26,8 @@ import (
 const (
 	RoleAdmin  = "admin"
 	RolePlugin = "plugin"
+	// RoleMonitor reads /metrics (and /health, which needs no role).
+	RoleMonitor = "monitor"
 )
 
 // perIdentityConcurrency caps the requests one identity has in flight.

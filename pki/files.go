@@ -13,13 +13,15 @@ import (
 
 // File names inside the certs folder.
 const (
-	CACertFile     = "ca.pem"
-	CAKeyFile      = "ca-key.pem"
-	AdminCertFile  = "admin.pem"
-	AdminKeyFile   = "admin-key.pem"
-	ServerCertFile = "server.pem"
-	ServerKeyFile  = "server-key.pem"
-	RevokedFile    = "revoked.json"
+	CACertFile      = "ca.pem"
+	CAKeyFile       = "ca-key.pem"
+	AdminCertFile   = "admin.pem"
+	AdminKeyFile    = "admin-key.pem"
+	MonitorCertFile = "monitor.pem"
+	MonitorKeyFile  = "monitor-key.pem"
+	ServerCertFile  = "server.pem"
+	ServerKeyFile   = "server-key.pem"
+	RevokedFile     = "revoked.json"
 )
 
 // ErrInsecureFile reports a key file that others than its owner may read, or

@@ -15,6 +15,9 @@ import (
 const (
 	RoleAdmin  = "admin"
 	RolePlugin = "plugin"
+	// RoleMonitor may read /metrics and /health and nothing else: the
+	// identity a Prometheus scrape uses.
+	RoleMonitor = "monitor"
 )
 
 const (
@@ -27,6 +30,12 @@ const (
 	// MaxClientTTL is the longest lifetime Issue grants. It also bounds how
 	// long a revocation of a serial this process did not issue is kept.
 	MaxClientTTL = 365 * 24 * time.Hour
+	// MonitorName is the name in the monitor certificate (warden://monitor/prometheus).
+	MonitorName = "prometheus"
+	// MonitorTTL is the lifetime of certs/monitor.pem: longer than the
+	// admin's, since scrapers copy it and it only reads metrics; it is
+	// written anew, at the same path, at every start.
+	MonitorTTL = 90 * 24 * time.Hour
 )
 
 // URIScheme is the scheme of the identity URI SAN: warden://ROLE/NAME.
@@ -34,7 +43,9 @@ const URIScheme = "warden"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-func validRole(role string) bool { return role == RoleAdmin || role == RolePlugin }
+func validRole(role string) bool {
+	return role == RoleAdmin || role == RolePlugin || role == RoleMonitor
+}
 
 func identityURI(role, name string) *url.URL {
 	return &url.URL{Scheme: URIScheme, Host: role, Path: "/" + name}
@@ -84,16 +95,27 @@ func (c *CA) Issue(role, name string, ttl time.Duration) (certPEM, keyPEM []byte
 // atomically), then revokes the admin certificate they held before, so only
 // the newest one works. The agent calls it at every start.
 func (c *CA) WriteAdmin() (serial string, notAfter time.Time, err error) {
-	old, _ := readPublic(c.path(AdminCertFile))
-	certPEM, keyPEM, serial, err := c.Issue(RoleAdmin, AdminName, AdminTTL)
+	return c.writeClient(RoleAdmin, AdminName, AdminTTL, AdminCertFile, AdminKeyFile)
+}
+
+// WriteMonitor issues a new monitor certificate (warden://monitor/prometheus,
+// MonitorTTL) to certs/monitor.pem and certs/monitor-key.pem (0600), and
+// revokes the one it replaces, as WriteAdmin does.
+func (c *CA) WriteMonitor() (serial string, notAfter time.Time, err error) {
+	return c.writeClient(RoleMonitor, MonitorName, MonitorTTL, MonitorCertFile, MonitorKeyFile)
+}
+
+func (c *CA) writeClient(role, name string, ttl time.Duration, certFile, keyFile string) (serial string, notAfter time.Time, err error) {
+	old, _ := readPublic(c.path(certFile))
+	certPEM, keyPEM, serial, err := c.Issue(role, name, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if err := atomicfile.Write(c.path(AdminKeyFile), keyPEM, 0o600); err != nil {
-		return "", time.Time{}, fmt.Errorf("pki: write admin key: %w", err)
+	if err := atomicfile.Write(c.path(keyFile), keyPEM, 0o600); err != nil {
+		return "", time.Time{}, fmt.Errorf("pki: write %s key: %w", role, err)
 	}
-	if err := atomicfile.Write(c.path(AdminCertFile), certPEM, 0o600); err != nil {
-		return "", time.Time{}, fmt.Errorf("pki: write admin certificate: %w", err)
+	if err := atomicfile.Write(c.path(certFile), certPEM, 0o600); err != nil {
+		return "", time.Time{}, fmt.Errorf("pki: write %s certificate: %w", role, err)
 	}
 	c.mu.RLock()
 	notAfter = c.issued[serial]

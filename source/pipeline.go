@@ -175,7 +175,7 @@ func (p *Pipeline) refuse(ctx context.Context, origin string, err error) {
 func (p *Pipeline) rejected(ctx context.Context, origin, digest string, v *Verified, err error) {
 	reason := Reason(err)
 	p.logger().Warn("bundle rejected", "origin", origin, "reason", reason)
-	details := map[string]any{"origin": origin, "reason": reason}
+	details := map[string]any{"origin": origin, "reason": reason, "kind": RejectKind(err)}
 	target := &audit.TargetInfo{Kind: "Bundle", Path: origin, Hash: digest}
 	if v != nil {
 		details["version"] = v.Manifest.Version

@@ -98,7 +98,10 @@ func preferWait(h string) time.Duration {
 		if err != nil || n <= 0 {
 			return 0
 		}
-		return min(time.Duration(n)*time.Second, maxWait)
+		if n > int(maxWait/time.Second) {
+			return maxWait // before multiplying: a huge N overflows
+		}
+		return time.Duration(n) * time.Second
 	}
 	return 0
 }

@@ -26,3 +26,17 @@ func TestPreferWait(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPreferWait: any header gives a wait between 0 and maxWait, in whole
+// seconds.
+func FuzzPreferWait(f *testing.F) {
+	for _, s := range []string{"wait=30", "respond-async, wait=10", "wait=", "wait=99999999999999999999", "wait=1;wait=2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		d := preferWait(h)
+		if d < 0 || d > maxWait || d%time.Second != 0 {
+			t.Fatalf("preferWait(%q) = %s", h, d)
+		}
+	})
+}

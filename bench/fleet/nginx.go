@@ -77,10 +77,12 @@ func startNginx(dir string) *nginxServer {
 	return &nginxServer{cmd: cmd, addr: addr, dir: ndir}
 }
 
-func (n *nginxServer) url() string        { return "http://" + n.addr + "/v1" }
-func (n *nginxServer) bundlePath() string { return filepath.Join(n.dir, "www", "bundles", "lab.tar.gz") }
-func (n *nginxServer) pid() int           { return n.cmd.Process.Pid }
-func (n *nginxServer) stop()              { n.cmd.Process.Kill(); n.cmd.Wait() }
+func (n *nginxServer) url() string { return "http://" + n.addr + "/v1" }
+func (n *nginxServer) bundlePath() string {
+	return filepath.Join(n.dir, "www", "bundles", "lab.tar.gz")
+}
+func (n *nginxServer) pid() int { return n.cmd.Process.Pid }
+func (n *nginxServer) stop()    { n.cmd.Process.Kill(); n.cmd.Wait() }
 
 // counts reads the access log: requests, bytes sent, answers by status.
 func (n *nginxServer) counts() (int64, int64, map[string]int64) {

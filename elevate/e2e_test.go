@@ -17,14 +17,19 @@ import (
 
 func init() {
 	// The hand-made client: the test binary, re-run as a test user.
-	if sock := os.Getenv("WDN_ELEVATE_RAW"); sock != "" {
-		os.Exit(rawClient(sock, os.Args[len(os.Args)-1]))
+	if root := os.Getenv("WDN_ELEVATE_RAW"); root != "" {
+		var answers []string
+		if a := os.Getenv("WDN_ELEVATE_ANSWERS"); a != "" {
+			answers = strings.Split(a, "\n")
+		}
+		os.Exit(rawClient(root, os.Getenv("WDN_ELEVATE_MSG"), answers))
 	}
 }
 
-// rawClient sends msg (one JSON message, with fds 0-2) over the socket and
-// prints every answer as a JSON line until the agent ends the conversation.
-func rawClient(root, msg string) int {
+// rawClient sends msg (one JSON message, with fds 0-2) over the socket,
+// answers prompts with answers in order, and prints every message it gets
+// as a JSON line until the agent ends the conversation.
+func rawClient(root, msg string, answers []string) int {
 	cl, err := elevate.Dial(root)
 	if err != nil {
 		fmt.Println("dial:", err)
@@ -45,14 +50,20 @@ func rawClient(root, msg string) int {
 		}
 		b, _ := json.Marshal(m)
 		fmt.Fprintln(os.Stderr, string(b))
+		if m.Type == elevate.TypePrompt && len(answers) > 0 {
+			ans, _ := json.Marshal(elevate.Message{V: elevate.Version, Type: elevate.TypeAnswer, Text: answers[0]})
+			answers = answers[1:]
+			raw.SendRaw(ans)
+		}
 		if m.Type == elevate.TypeExit || m.Type == elevate.TypeError || m.Type == elevate.TypeResult {
 			return m.Code
 		}
 	}
 }
 
-// rawAs runs the hand-made client as u with one message.
-func (a *testAgent) rawAs(t *testing.T, u testUser, msg string) (string, int) {
+// rawAs runs the hand-made client as u with one message, answering
+// prompts with answers.
+func (a *testAgent) rawAs(t *testing.T, u testUser, msg string, answers ...string) (string, int) {
 	t.Helper()
 	self, _ := os.Executable()
 	bin := filepath.Join(filepath.Dir(wardenBin), "raw.test")
@@ -65,8 +76,9 @@ func (a *testAgent) rawAs(t *testing.T, u testUser, msg string) (string, int) {
 			t.Fatal(err)
 		}
 	}
-	cmd := u.as(bin, "-test.run=^$", msg)
-	cmd.Env = append(cmd.Env, "WDN_ELEVATE_RAW="+a.root, "LD_PRELOAD=/nonexistent.so")
+	cmd := u.as(bin, "-test.run=^$")
+	cmd.Env = append(cmd.Env, "WDN_ELEVATE_RAW="+a.root, "WDN_ELEVATE_MSG="+msg,
+		"WDN_ELEVATE_ANSWERS="+strings.Join(answers, "\n"))
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

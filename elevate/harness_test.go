@@ -21,6 +21,7 @@ import (
 
 	"warden/agent"
 	"warden/audit"
+	"warden/state"
 )
 
 // wardenBin is the real binary the tests drive as their users.
@@ -267,4 +268,16 @@ func (a *testAgent) warden(t *testing.T, u testUser, stdin string, args ...strin
 		t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// grants lists the grants in force.
+func (a *testAgent) grants(t *testing.T) []state.Grant {
+	t.Helper()
+	code, body := a.call(t, "GET", "/api/v1/grants", "")
+	if code != 200 {
+		t.Fatalf("GET grants = %d %s", code, body)
+	}
+	var out struct{ Grants []state.Grant }
+	json.Unmarshal(body, &out)
+	return out.Grants
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -30,45 +29,6 @@ func init() {
 	})
 	rootCmd.AddCommand(mfa)
 
-	approvals := &cobra.Command{
-		Use:   "approvals",
-		Short: "List pending and decided approvals",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Approvals []engine.Approval `json:"approvals"`
-			}
-			if err := callAgent("GET", "/api/v1/approvals", nil, &out); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tUSER\tPOLICY\tAPPLICATION\tAPPROVERS\tEXPIRES")
-			for _, a := range out.Approvals {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", a.ID, a.State, a.User, a.Policy, a.Application, a.Approvers, a.ExpiresAt.Format("2006-01-02T15:04:05Z"))
-			}
-			return tw.Flush()
-		},
-	}
-	for _, verb := range []string{"approve", "deny"} {
-		var reason string
-		sub := &cobra.Command{
-			Use:   verb + " ID [--reason TEXT]",
-			Short: verb + " a pending approval (recorded as the admin certificate's identity)",
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				body, _ := json.Marshal(map[string]string{"reason": reason})
-				var a engine.Approval
-				if err := callAgent("POST", "/api/v1/approvals/"+args[0]+"/"+verb, body, &a); err != nil {
-					return err
-				}
-				fmt.Printf("approval %s %s by %s\n", a.ID, a.State, a.DecidedBy)
-				return nil
-			},
-		}
-		sub.Flags().StringVar(&reason, "reason", "", "why, recorded with the decision")
-		approvals.AddCommand(sub)
-	}
-	rootCmd.AddCommand(approvals)
 
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "grants",

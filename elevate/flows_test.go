@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,7 +132,7 @@ func TestApproval(t *testing.T) {
 	}
 	// The requester waits; the approver approves; the command runs.
 	cmd := req.as(wardenBin, "--root", a.root, "elevate", "--", "/usr/bin/id", "-u")
-	var stdout, stderr strings.Builder
+	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -222,4 +223,22 @@ func waitFor(t *testing.T, cond func() bool) {
 func js(e audit.Event) string {
 	b, _ := json.Marshal(e)
 	return string(b)
+}
+
+// syncBuffer is a buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

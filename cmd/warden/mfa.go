@@ -29,7 +29,6 @@ func init() {
 	})
 	rootCmd.AddCommand(mfa)
 
-
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "grants",
 		Short: "List time-limited elevation grants in force",

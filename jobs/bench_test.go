@@ -12,12 +12,18 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/procgroup"
 	"warden/schema"
 	"warden/state"
 )
 
 // benchScheduler is a scheduler on the wall clock with nJobs applied.
 func benchScheduler(b *testing.B, docs ...string) (*Scheduler, *audit.Writer, chan time.Time) {
+	b.Helper()
+	return benchSchedulerWith(b, nil, docs...)
+}
+
+func benchSchedulerWith(b *testing.B, tune func(*Options), docs ...string) (*Scheduler, *audit.Writer, chan time.Time) {
 	b.Helper()
 	root := b.TempDir()
 	os.Mkdir(filepath.Join(root, "Jobs"), 0o750)
@@ -40,7 +46,11 @@ func benchScheduler(b *testing.B, docs ...string) (*Scheduler, *audit.Writer, ch
 	if _, err := st.ApplyGeneration(state.Apply{Source: "local", Docs: ds}); err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Options{Root: root, Store: st, Audit: w, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := Options{Root: root, Store: st, Audit: w, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if tune != nil {
+		tune(&o)
+	}
+	s, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,4 +134,51 @@ func thousandJobs(now time.Time) []string {
 			1+i%10, i%60, hour)))
 	}
 	return out
+}
+
+// BenchmarkTaskContainment measures one run of a /bin/true task from
+// RunNow to the run ended (its process group killed and waited for, its
+// record written), by how the task is contained: its process group only,
+// or also a cgroup of its own (mkdir, clone into it, cgroup.kill, rmdir).
+// It reports the start (RunNow to the process running) and the whole run.
+func BenchmarkTaskContainment(b *testing.B) {
+	for _, mode := range []string{"process-group", "cgroup"} {
+		b.Run(mode, func(b *testing.B) {
+			var cg *procgroup.Cgroups
+			if mode == "cgroup" {
+				var err error
+				if cg, err = procgroup.OpenCgroups(b.TempDir()); err != nil {
+					b.Skipf("no writable cgroup v2: %v", err)
+				}
+				b.Cleanup(func() { cg.Close() })
+			}
+			s, _, started := benchSchedulerWith(b, func(o *Options) { o.Cgroups = cg },
+				jobDoc("now", `{"concurrency": "forbid", "trigger": {}, "tasks": [{"command": "/bin/true"}]}`))
+			start := make([]time.Duration, 0, b.N)
+			whole := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t := time.Now()
+				if _, err := s.RunNow("now", "bench"); err != nil {
+					b.Fatal(err)
+				}
+				start = append(start, (<-started).Sub(t))
+				for {
+					s.mu.Lock()
+					busy := len(s.jobs["now"].active) > 0
+					s.mu.Unlock()
+					if !busy {
+						break
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+				whole = append(whole, time.Since(t))
+			}
+			b.StopTimer()
+			sort.Slice(start, func(i, j int) bool { return start[i] < start[j] })
+			sort.Slice(whole, func(i, j int) bool { return whole[i] < whole[j] })
+			b.ReportMetric(float64(start[len(start)/2].Microseconds())/1000, "ms-start-p50")
+			b.ReportMetric(float64(whole[len(whole)/2].Microseconds())/1000, "ms-run-p50")
+		})
+	}
 }

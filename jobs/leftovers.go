@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,26 +35,58 @@ type procRecord struct {
 
 func procKey(run string, task int) string { return run + "/" + strconv.Itoa(task) }
 
-// recordProc stores r before the task's run goes on; a failure is logged
-// (Pdeathsig still ends the leader with the agent).
+// recordProc notes a started task process; the record writer stores it
+// (a failure is logged: Pdeathsig still ends the leader with the agent).
+// The write is not waited for: it would add two fsyncs to every task,
+// and a kill within that window is covered by the cgroup sweep.
 func (s *Scheduler) recordProc(r procRecord) {
 	s.procMu.Lock()
-	defer s.procMu.Unlock()
 	if s.procs == nil {
 		s.procs = map[string]procRecord{}
 	}
 	s.procs[procKey(r.Run, r.Task)] = r
-	if err := s.opts.Store.Put(state.JobRuns, keyProcs, s.procs); err != nil {
-		s.log.Error("task process not recorded; an agent crash could leave it running", "id", r.Job, "run", r.Run, "err", err)
-	}
+	s.procMu.Unlock()
+	s.procsChanged()
 }
 
 func (s *Scheduler) forgetProc(run string, task int) {
 	s.procMu.Lock()
-	defer s.procMu.Unlock()
 	delete(s.procs, procKey(run, task))
-	if err := s.opts.Store.Put(state.JobRuns, keyProcs, s.procs); err != nil {
-		s.log.Warn("task process record not removed", "run", run, "err", err)
+	s.procMu.Unlock()
+	s.procsChanged()
+}
+
+func (s *Scheduler) procsChanged() {
+	select {
+	case s.procDirty <- struct{}{}:
+	default: // a write is pending; it will see this change
+	}
+}
+
+// writeProcs stores the running task processes whenever they change,
+// coalescing changes that come while a write is under way, until stop is
+// closed (after every run has ended); then it writes once more.
+func (s *Scheduler) writeProcs(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	write := func() {
+		s.procMu.Lock()
+		snap := make(map[string]procRecord, len(s.procs))
+		for k, v := range s.procs {
+			snap[k] = v
+		}
+		s.procMu.Unlock()
+		if err := s.opts.Store.Put(state.JobRuns, keyProcs, snap); err != nil {
+			s.log.Error("task processes not recorded; an agent crash could leave them running", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-s.procDirty:
+			write()
+		case <-stop:
+			write()
+			return
+		}
 	}
 }
 
@@ -70,7 +103,7 @@ func (s *Scheduler) endLeftovers() {
 	if _, err := s.opts.Store.Get(state.JobRuns, keyProcs, &recs); err != nil {
 		s.log.Error("reading task process records", "err", err)
 	}
-	boot := procgroup.BootID()
+	boot := s.boot
 	seen := map[string]bool{}
 	for _, r := range recs {
 		var killed, left []int
@@ -97,7 +130,7 @@ func (s *Scheduler) endLeftovers() {
 			s.auditLeftover(r.Job, r.Run, r.Task, killed, left)
 		}
 	}
-	// Cgroups of tasks whose record was never written.
+	// Task cgroups: their names say the job, run and task.
 	if s.opts.Cgroups != nil {
 		for _, l := range s.opts.Cgroups.Leftovers(cgroupPrefix) {
 			if seen[l.Name] {
@@ -105,7 +138,11 @@ func (s *Scheduler) endLeftovers() {
 			}
 			left := s.opts.Cgroups.EndLeftover(l.Name, leftoverWait)
 			if len(l.Procs) > 0 {
-				s.auditLeftover("", l.Name, -1, l.Procs, left)
+				job, run, task, ok := parseCgroupName(l.Name)
+				if !ok {
+					job, run, task = "", l.Name, -1
+				}
+				s.auditLeftover(job, run, task, l.Procs, left)
 			}
 		}
 	}
@@ -134,7 +171,18 @@ func (s *Scheduler) auditLeftover(job, run string, task int, killed, left []int)
 		TargetInfo: &audit.TargetInfo{Kind: schema.KindJob, ID: job}, Details: d})
 }
 
-// cgroupName is the cgroup of one task of one run.
-func cgroupName(run string, task int) string {
-	return fmt.Sprintf("%s%s-%d", cgroupPrefix, run, task)
+// cgroupName is the cgroup of one task of one run: job-JOB_RUN_TASK (job
+// and run ids hold no "_").
+func cgroupName(job, run string, task int) string {
+	return fmt.Sprintf("%s%s_%s_%d", cgroupPrefix, job, run, task)
+}
+
+// parseCgroupName reads cgroupName back; ok is false for another name.
+func parseCgroupName(name string) (job, run string, task int, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(name, cgroupPrefix), "_")
+	if len(parts) != 3 || !strings.HasPrefix(name, cgroupPrefix) {
+		return "", "", 0, false
+	}
+	task, err := strconv.Atoi(parts[2])
+	return parts[0], parts[1], task, err == nil
 }

@@ -272,7 +272,7 @@ func (s *Scheduler) execTask(r *run, i int, t *schema.Task) (res TaskResult) {
 	}
 	var cg *procgroup.Cgroup
 	if s.opts.Cgroups != nil {
-		if cg, err = s.opts.Cgroups.New(cgroupName(r.rec.ID, i)); err != nil {
+		if cg, err = s.opts.Cgroups.New(cgroupName(r.rec.Job, r.rec.ID, i)); err != nil {
 			s.log.Warn("task runs without a cgroup (process group only)", "id", r.rec.Job, "run", r.rec.ID, "err", err)
 			cg = nil
 		}
@@ -286,17 +286,18 @@ func (s *Scheduler) execTask(r *run, i int, t *schema.Task) (res TaskResult) {
 		return res
 	}
 	res.PID = p.pid
-	rec := procRecord{Job: r.rec.Job, Run: r.rec.ID, Task: i, PID: p.pid, BootID: procgroup.BootID()}
-	if st, err := procgroup.Stat(p.pid); err == nil {
-		rec.StartTicks = st.StartTicks
-	}
-	if cg != nil {
-		rec.Cgroup = cg.Name()
-	}
-	s.recordProc(rec)
-	defer s.forgetProc(r.rec.ID, i)
 	if s.hooks.taskStarted != nil {
 		s.hooks.taskStarted(r.rec.ID, i, p.pid)
+	}
+	if cg == nil {
+		// Without a cgroup the process group must be recorded for the
+		// next start to find it; a cgroup's name says all of it.
+		rec := procRecord{Job: r.rec.Job, Run: r.rec.ID, Task: i, PID: p.pid, BootID: s.boot}
+		if st, err := procgroup.Stat(p.pid); err == nil {
+			rec.StartTicks = st.StartTicks
+		}
+		s.recordProc(rec)
+		defer s.forgetProc(r.rec.ID, i)
 	}
 	timeout := s.clock.NewTimer(time.Duration(t.TimeoutSeconds) * time.Second)
 	select {

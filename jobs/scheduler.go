@@ -86,6 +86,9 @@ type Scheduler struct {
 
 	procMu sync.Mutex
 	procs  map[string]procRecord // running task processes (leftovers.go)
+	boot   string                // this boot's id, in each procRecord
+	// procDirty wakes writeProcs (leftovers.go).
+	procDirty chan struct{}
 	// spawn forks every task from one long-lived thread, so that the
 	// tasks' Pdeathsig fires when the agent dies, not when some runtime
 	// thread does. Set while Run runs.
@@ -157,7 +160,8 @@ func New(opts Options) (*Scheduler, error) {
 		return nil, err
 	}
 	return &Scheduler{opts: opts, log: opts.Logger.With("component", "jobs"), clock: opts.Clock, hist: h,
-		jobs: map[string]*job{}, ready: make(chan struct{})}, nil
+		jobs: map[string]*job{}, ready: make(chan struct{}), boot: procgroup.BootID(),
+		procDirty: make(chan struct{}, 1)}, nil
 }
 
 // Run registers the desired Jobs, catches up or skips what was missed while
@@ -181,6 +185,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.spawn.Store(sp)
 	defer func() { s.spawn.Store(nil); sp.Stop() }() // after shutdown: every run has ended
 	s.endLeftovers()
+	stopW, wDone := make(chan struct{}), make(chan struct{})
+	go s.writeProcs(stopW, wDone)
+	defer func() { close(stopW); <-wDone }() // after shutdown: every run has ended
 	if n, err := s.hist.abandoned(s.clock.Now()); err != nil {
 		s.log.Error("mark abandoned runs", "err", err)
 	} else if n > 0 {

@@ -147,6 +147,12 @@ func Compile(docs []*schema.Document) (*Index, error) {
 			continue
 		}
 		seen[d.ID] = true
+		if spec.Type == "LeastPrivilege" && spec.LeastPrivilege != nil {
+			// It governs the machine's admin groups (reconcile's groups
+			// controller), not requests: its deny must not refuse every
+			// elevation (DESIGN.md's example has no application filter).
+			continue
+		}
 		p, perrs := compileDoc(d, spec)
 		if perrs != nil {
 			errs = append(errs, perrs...)

@@ -143,7 +143,7 @@ func (g *Groups) Reconcile(ctx context.Context, key string) (Result, error) {
 		if ag.allowed[u] || isRoot(u) {
 			continue
 		}
-		t := &audit.TargetInfo{Kind: KindGroupMembership, ID: key, Path: g.groupFile}
+		t := &audit.TargetInfo{Kind: KindGroupMembership, ID: key}
 		field := "member:" + u
 		if !ag.enforce {
 			ReportDrift(ctx, Drift{Kind: KindGroupMembership, ID: key, Field: field, Desired: "not a member (not in standingAdmins)",
@@ -239,7 +239,7 @@ func (g *Groups) reconcileStanding(ctx context.Context, key string, want map[str
 	ReportDrift(ctx, Drift{Kind: KindStandingPrivilege, ID: key, Field: "rule", Desired: "no standing root rule",
 		Actual: "may run as root: " + strings.Join(slices.Compact(cmds), "; "),
 		Action: "none: warden never edits sudoers; remove the rule, or name the user in standingAdmins",
-		Target: &audit.TargetInfo{Kind: KindStandingPrivilege, ID: key, Path: g.sudoers}})
+		Target: &audit.TargetInfo{Kind: KindStandingPrivilege, ID: key}})
 	return TerminalError(fmt.Errorf("a standing sudo rule lets %s run commands as root", who))
 }
 

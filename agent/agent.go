@@ -123,8 +123,10 @@ type agent struct {
 	broker   *broker.Broker
 	// cancelAuditFeed ends the broker's audit subscription.
 	cancelAuditFeed func()
-	appctl          *appcontrol.Controller
-	elevate         *elevate.Server
+	// refusals coalesces refused callers' events for the API and the broker.
+	refusals *audit.Coalescer
+	appctl   *appcontrol.Controller
+	elevate  *elevate.Server
 }
 
 // Run starts an agent and blocks until ctx ends, then stops it cleanly:
@@ -196,6 +198,7 @@ func (a *agent) start(ctx context.Context) error {
 	if a.audit, err = audit.NewWriter(a.store, audit.Options{}); err != nil {
 		return err
 	}
+	a.refusals = audit.NewCoalescer(a.audit, 0, nil)
 	if err := a.startPKI(); err != nil {
 		return err
 	}
@@ -227,7 +230,7 @@ func (a *agent) start(ctx context.Context) error {
 	routes = append(routes, a.pluginRoutes()...)
 	a.api = api.New(api.Options{Store: a.store, Audit: a.audit, CA: a.ca, Logger: a.log, Registry: reg,
 		Peer: lookupPeer, Settle: a.inbox.WaitIdle, Pipeline: a.pipeline, Evaluate: a.engine.EvaluateHandler(), Extra: routes,
-		Status: a.runtimeStatus})
+		Status: a.runtimeStatus, Refusals: a.refusals})
 	a.api.SetAllowedHosts(a.store.Current().Settings().AllowedHosts)
 
 	info := Info{PID: os.Getpid(), CA: filepath.Join(a.opts.Root, "certs", "ca.pem")}
@@ -285,6 +288,7 @@ func (a *agent) serve(ln net.Listener, h http.Handler, tlsConf *tlsConfig) {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
 	if tlsConf != nil {
+		srv.ErrorLog = a.api.ErrorLog(a.log, ln.Addr().String()) // audits failed handshakes
 		srv.TLSConfig = tlsConf
 		ln = tlsListener(ln, tlsConf)
 	}
@@ -330,6 +334,9 @@ func (a *agent) stopNow() {
 	}
 	if a.wroteInfo {
 		os.Remove(filepath.Join(a.opts.Root, InfoPath))
+	}
+	if a.refusals != nil {
+		a.refusals.Close() // the counts of refusals still in their window
 	}
 	if a.audit != nil {
 		a.audit.Emit(audit.Event{Type: audit.AgentStopped, Component: "agent"})

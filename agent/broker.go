@@ -10,7 +10,7 @@ import (
 // startBroker starts the MQTT broker on loopback with TLS and puts every
 // stored audit event on AuditMessage. It returns the bound address.
 func (a *agent) startBroker() (string, error) {
-	b, err := broker.New(broker.Options{Addr: a.opts.ListenMQTT, CA: a.ca, Server: a.server, Audit: a.audit,
+	b, err := broker.New(broker.Options{Addr: a.opts.ListenMQTT, CA: a.ca, Server: a.server, Audit: a.audit, Refusals: a.refusals,
 		Logger: a.log, Topics: a.pluginTopics, Peer: lookupPeer})
 	if err != nil {
 		return "", fmt.Errorf("broker: %w", err)

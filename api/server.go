@@ -56,6 +56,9 @@ type Options struct {
 	// Extra routes registered by other parts of the agent (jobs, plugins,
 	// grants, approvals), each with the roles allowed to call it.
 	Extra []Route
+	// Refusals coalesces refused callers' events (shared with the broker);
+	// nil: the server makes its own.
+	Refusals *audit.Coalescer
 }
 
 // Route is one API route and the roles allowed to call it.
@@ -86,6 +89,9 @@ func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Refusals == nil && opts.Audit != nil {
+		opts.Refusals = audit.NewCoalescer(opts.Audit, 0, nil)
 	}
 	s := &Server{opts: opts, log: opts.Logger, started: time.Now(), closing: make(chan struct{})}
 	s.SetAllowedHosts([]string{"localhost", "127.0.0.1"})
@@ -172,23 +178,45 @@ func hasRole(roles []string, role string) bool {
 	return false
 }
 
-// refuse audits a refused caller. The process lookup is best effort and
-// only ever adds detail: it never lets anyone in.
+// refuse audits a refused caller, capped and coalesced per peer address,
+// identity and reason (audit.Coalescer): a flood of refusals is one event
+// and a count per window. The process lookup is best effort, only for an
+// event written now, and only ever adds detail: it never lets anyone in.
 func (s *Server) refuse(r *http.Request, typ, identity, reason string) {
-	ui := &audit.UserInfo{Identity: identity, PeerAddr: r.RemoteAddr}
-	if s.opts.Peer != nil {
-		local, _ := r.Context().Value(localAddrKey{}).(string)
+	local, _ := r.Context().Value(localAddrKey{}).(string)
+	s.refusePeer(local, r.RemoteAddr, typ, identity, reason,
+		&audit.TargetInfo{Path: r.Method + " " + r.URL.Path})
+}
+
+// RefuseHandshake audits a failed TLS handshake on the API listener (old
+// TLS, plain HTTP, no common cipher suite), like any refused caller.
+func (s *Server) RefuseHandshake(local, remote, reason string) {
+	s.refusePeer(local, remote, audit.ProcessAuthenticationFailed, "", "TLS handshake failed: "+reason, nil)
+}
+
+func (s *Server) refusePeer(local, remote, typ, identity, reason string, target *audit.TargetInfo) {
+	if s.opts.Refusals == nil {
+		return
+	}
+	host := remote
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		host = h
+	}
+	e := audit.Event{Type: typ, Severity: audit.Warning, Component: "api",
+		UserInfo:   &audit.UserInfo{Identity: identity, PeerAddr: remote},
+		TargetInfo: target, Details: map[string]any{"reason": reason}}
+	s.opts.Refusals.Record(typ+"|"+host+"|"+identity+"|"+audit.Cap(reason), e, func(e *audit.Event) {
+		if s.opts.Peer == nil {
+			return
+		}
 		la, err1 := netip.ParseAddrPort(local)
-		ra, err2 := netip.ParseAddrPort(r.RemoteAddr)
+		ra, err2 := netip.ParseAddrPort(remote)
 		if err1 == nil && err2 == nil {
 			if pid, exe, ok := s.opts.Peer(la, ra); ok {
-				ui.PeerPID, ui.PeerExe = pid, exe
+				e.UserInfo.PeerPID, e.UserInfo.PeerExe = pid, exe
 			}
 		}
-	}
-	s.opts.Audit.Emit(audit.Event{Type: typ, Severity: audit.Warning, Component: "api", UserInfo: ui,
-		TargetInfo: &audit.TargetInfo{Path: r.Method + " " + r.URL.Path},
-		Details:    map[string]any{"reason": reason}})
+	})
 }
 
 type localAddrKey struct{}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"testing"
-	"time"
 
 	"warden/pki"
 )
@@ -106,42 +105,6 @@ func TestBoundClientID(t *testing.T) {
 	for _, tc := range cases {
 		if got := boundClientID("plugin/hb", tc.id); got != tc.want {
 			t.Errorf("boundClientID(plugin/hb, %q) = %v, want %v", tc.id, got, tc.want)
-		}
-	}
-}
-
-func TestAuditLimiter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newAuditLimiter(func() time.Time { return now }, 10*time.Second)
-	step := func(key string, wantOK bool, wantSuppressed int) {
-		t.Helper()
-		ok, n := l.allow(key)
-		if ok != wantOK || n != wantSuppressed {
-			t.Fatalf("allow(%s) at %s = %v, %d; want %v, %d", key, now.Format(time.TimeOnly), ok, n, wantOK, wantSuppressed)
-		}
-	}
-	step("a", true, 0)
-	step("b", true, 0) // keys are independent
-	step("a", false, 0)
-	now = now.Add(9 * time.Second)
-	step("a", false, 0)
-	now = now.Add(time.Second)
-	step("a", true, 2) // the window passed: audited, with the count
-	step("a", false, 0)
-	now = now.Add(time.Minute)
-	step("a", true, 1)
-	step("a", false, 0)
-}
-
-func TestAuditLimiterBoundsKeys(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newAuditLimiter(func() time.Time { return now }, 10*time.Second)
-	for i := range 3 * maxLimiterKeys {
-		if ok, _ := l.allow(string(rune(i))); !ok {
-			t.Fatalf("new key %d refused", i)
-		}
-		if len(l.keys) > maxLimiterKeys {
-			t.Fatalf("%d keys held, limit %d", len(l.keys), maxLimiterKeys)
 		}
 	}
 }

@@ -55,12 +55,15 @@ type Options struct {
 	// Peer finds the local process behind a refused connection, best
 	// effort, for the audit record (default: peer.Lookup).
 	Peer func(local, remote netip.AddrPort) (pid int, exe string, ok bool)
-	// Now is the clock of the audit rate limiter (default time.Now).
+	// Now is the clock of the refusal coalescer (default time.Now).
 	Now func() time.Time
-	// AuditWindow is how often at most one refusal of the same kind (same
-	// client and topic, or same reason and process) is audited; the next
-	// audited one counts those suppressed. Default 10 s.
+	// AuditWindow is the window over which repeats of one refusal (same
+	// client and topic, or same reason and process) are counted into one
+	// event after the first. Default 10 s.
 	AuditWindow time.Duration
+	// Refusals coalesces refusal events (shared with the API); nil: the
+	// broker makes its own with Now and AuditWindow.
+	Refusals *audit.Coalescer
 	// SweepInterval is how often connected clients are identified again,
 	// so a certificate that expired or was revoked by other means than
 	// DisconnectSerial loses its connection. Default 30 s; negative: never.
@@ -70,10 +73,9 @@ type Options struct {
 // Broker is the embedded MQTT broker. Its methods are safe for concurrent
 // use.
 type Broker struct {
-	opts    Options
-	log     *slog.Logger
-	srv     *mqtt.Server
-	limiter *auditLimiter
+	opts Options
+	log  *slog.Logger
+	srv  *mqtt.Server
 
 	queue   chan outMsg
 	dropped atomic.Uint64
@@ -122,11 +124,13 @@ func New(opts Options) (*Broker, error) {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = 30 * time.Second
 	}
+	if opts.Refusals == nil && opts.Audit != nil {
+		opts.Refusals = audit.NewCoalescer(opts.Audit, opts.AuditWindow, opts.Now)
+	}
 	log := opts.Logger.With("component", "broker")
 	b := &Broker{
 		opts:        opts,
 		log:         log,
-		limiter:     newAuditLimiter(opts.Now, opts.AuditWindow),
 		queue:       make(chan outMsg, publishQueue),
 		stop:        make(chan struct{}),
 		conns:       map[*conn]struct{}{},

@@ -20,33 +20,27 @@ type refusal struct {
 	topic    string
 }
 
-// refuse audits r (rate-limited) with the peer's address and, best effort,
-// its process; the lookup only ever adds detail, it never lets anyone in.
+// refuse audits r with the peer's address and, best effort, its process,
+// capped and coalesced (audit.Coalescer, shared with the API): the first
+// refusal of a kind is written at once, repeats within the window become
+// one event with their count. The lookup only ever adds detail; it never
+// lets anyone in.
 func (b *Broker) refuse(c *conn, r refusal) {
 	ui := &audit.UserInfo{Identity: r.identity, PeerAddr: c.RemoteAddr().String()}
 	key := r.typ + "|" + r.key
-	ok, suppressed := true, 0
-	if r.identity != "" {
-		// Known identity: decide first, so a client looping on a forbidden
-		// topic does not cost a process lookup per message.
-		ok, suppressed = b.limiter.allow(key)
-	}
-	if ok {
+	lookup := func(e *audit.Event) {
 		if local, remote, found := c.addrs(); found {
 			if pid, exe, found := b.opts.Peer(local, remote); found {
-				ui.PeerPID, ui.PeerExe = pid, exe
+				e.UserInfo.PeerPID, e.UserInfo.PeerExe = pid, exe
 			}
 		}
 	}
 	if r.identity == "" {
 		// Unauthenticated: tell processes apart by what they run.
-		ok, suppressed = b.limiter.allow(key + "|" + ui.PeerExe)
-	}
-	b.log.Log(context.Background(), logLevel(ok), "refused", "type", r.typ, "identity", r.identity,
-		"client", r.clientID, "action", r.action, "topic", r.topic, "peer", ui.PeerAddr,
-		"pid", ui.PeerPID, "exe", ui.PeerExe, "reason", r.reason)
-	if !ok {
-		return
+		probe := audit.Event{UserInfo: ui}
+		lookup(&probe)
+		key += "|" + ui.PeerExe
+		lookup = nil
 	}
 	details := map[string]any{"reason": r.reason}
 	if r.clientID != "" {
@@ -55,15 +49,19 @@ func (b *Broker) refuse(c *conn, r refusal) {
 	if r.action != "" {
 		details["action"] = r.action
 	}
-	if suppressed > 0 {
-		details["suppressed"] = suppressed
-	}
 	var target *audit.TargetInfo
 	if r.topic != "" {
 		target = &audit.TargetInfo{Kind: "topic", Path: r.topic}
 	}
-	b.opts.Audit.Emit(audit.Event{Type: r.typ, Severity: audit.Warning, Component: "broker",
-		UserInfo: ui, TargetInfo: target, Details: details})
+	ev := audit.Event{Type: r.typ, Severity: audit.Warning, Component: "broker",
+		UserInfo: ui, TargetInfo: target, Details: details}
+	written := true
+	if b.opts.Refusals != nil {
+		written = b.opts.Refusals.Record(key, ev, lookup)
+	}
+	b.log.Log(context.Background(), logLevel(written), "refused", "type", r.typ, "identity", r.identity,
+		"client", r.clientID, "action", r.action, "topic", r.topic, "peer", ui.PeerAddr,
+		"pid", ui.PeerPID, "exe", ui.PeerExe, "reason", r.reason)
 }
 
 func logLevel(audited bool) slog.Level {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"warden/state"
 )
 
@@ -173,9 +175,17 @@ func (f *Files) saveLedger() {
 	f.led.dirty = false
 	f.led.mu.Unlock()
 
-	rec := ledgerRecord{Written: encodeLedger(snap)}
-	if err := f.m.store.Put(state.Status, ledgerKey, rec); err != nil {
-		f.m.log.Warn("files ledger not saved; trying again", "paths", len(snap), "err", fmt.Errorf("store: %w", err))
+	// The files are written without fsync (writeAtomic): make them
+	// durable before the ledger says they were written, so that after a
+	// crash the ledger never names content the disk does not hold.
+	err := unix.Syncfs(f.m.rootfd)
+	if err != nil {
+		err = fmt.Errorf("syncfs: %w", err)
+	} else if err = f.m.store.Put(state.Status, ledgerKey, ledgerRecord{Written: encodeLedger(snap)}); err != nil {
+		err = fmt.Errorf("store: %w", err)
+	}
+	if err != nil {
+		f.m.log.Warn("files ledger not saved; trying again", "paths", len(snap), "err", err)
 		f.led.mu.Lock()
 		f.changedLocked() // dirty again, and another save scheduled
 		f.led.mu.Unlock()

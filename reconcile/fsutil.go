@@ -86,10 +86,13 @@ func chownFD(fd, uid, gid int) error {
 }
 
 // writeAtomic replaces dirfd/name with data: a temporary file in the same
-// directory is written, given its mode and owner, fsynced and renamed over
-// name, then the directory is fsynced. A reader sees the old file or the
-// new one, never a mix, and after a crash the file is one or the other.
-// It returns the new file's stat, taken after the rename.
+// directory is written, given its mode and owner, and renamed over name. A
+// reader sees the old file or the new one, never a mix. It does not fsync:
+// materialized files are outputs the agent can always write again, and
+// 10,000 of them with two fsyncs each took seconds, so durability is the
+// files ledger's business (saveLedger syncs the filesystem before it
+// records what was written, files_ledger.go). It returns the new file's
+// stat, taken after the rename.
 func writeAtomic(dirfd int, name string, data []byte, mode uint32, uid, gid int) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	var rnd [8]byte
@@ -119,14 +122,8 @@ func writeAtomic(dirfd int, name string, data []byte, mode uint32, uid, gid int)
 			return fail("chown", err)
 		}
 	}
-	if err := unix.Fsync(fd); err != nil {
-		return fail("fsync", err)
-	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
 		return fail("rename", err)
-	}
-	if err := unix.Fsync(dirfd); err != nil {
-		return st, fmt.Errorf("fsync directory of %s: %w", name, err)
 	}
 	err = unix.Fstat(fd, &st)
 	return st, err

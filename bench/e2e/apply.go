@@ -55,6 +55,13 @@ func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.
 	req := map[string]any{"user": "e2e-user", "groups": []string{"e2e"}, "machine": "e2e", "sessionId": "e2e",
 		"action": "elevate", "application": map[string]any{"path": app}}
 	t0 := a.drop(bundle)
+	// Wait for the generation before asking for decisions: denials while
+	// it is applied would count against the circuit breaker.
+	waitFor(10*time.Minute, "bundle version "+fmt.Sprint(v), func() bool {
+		var st struct{ BundleVersion int }
+		code, err := a.call("GET", "/api/v1/status", nil, &st)
+		return err == nil && code == 200 && st.BundleVersion >= v
+	})
 	waitFor(10*time.Minute, "decision by generation "+fmt.Sprint(v), func() bool {
 		var ans struct{ Decision string }
 		code, err := a.call("POST", "/api/v1/evaluate", req, &ans)
@@ -121,6 +128,6 @@ func writeDocs(dir string, n, tag, v int) {
   "filters": {"users": ["e2e-user"], "applications": [{"path": "/usr/bin/e2e-v%d"}]}}}`, v)
 	check(os.WriteFile(filepath.Join(dir, "policies", "e2e-sentinel.json"), []byte(sentinel), 0o644))
 	settings := `{"kind": "Settings", "id": "agent", "spec": {"allowedHosts": ["localhost", "127.0.0.1"],
-  "rateLimit": {"perMinute": 1000000, "queue": 1000}}}`
+  "rateLimit": {"perMinute": 1000000, "queue": 1000}, "circuitBreaker": {"failures": 10000, "openSeconds": 1}}}`
 	check(os.WriteFile(filepath.Join(dir, "settings.json"), []byte(settings), 0o644))
 }

@@ -23,6 +23,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
+	"github.com/tidwall/gjson"
 )
 
 //go:embed *.cue
@@ -196,7 +197,7 @@ func Validate(name string, data []byte) (*Document, error) {
 	}
 	id, _ := obj["id"].(string)
 	d := &Document{Kind: def, ID: id, Raw: append(json.RawMessage(nil), data...), Hash: sum}
-	if d.Spec, err = decodeSpec(def, val.LookupPath(cue.ParsePath("spec"))); err != nil {
+	if d.Spec, err = decodeSpec(def, data, val); err != nil {
 		return nil, Errors{{File: name, Path: "spec", Msg: err.Error()}}
 	}
 	if j := d.Job(); j != nil {
@@ -388,12 +389,37 @@ func kindText(k any, ok bool) string {
 	return string(b)
 }
 
-func decodeSpec(kind string, v cue.Value) (any, error) {
+func decodeSpec(kind string, data []byte, val cue.Value) (any, error) {
 	spec, err := newSpec(kind)
 	if err != nil {
 		return nil, err
 	}
-	return spec, v.Decode(spec)
+	if kind == KindPolicy || kind == KindApprover {
+		// Their schemas give defaults only where Go's zero value means the
+		// same, so the JSON of a document CUE accepted decodes into the
+		// same spec as CUE's Decode, in a fraction of the time (policies
+		// are most of a large bundle). FuzzSpecDecodeAgrees and
+		// TestSpecDecodeAgrees hold the two decoders together.
+		if err := json.Unmarshal([]byte(gjson.GetBytes(data, "spec").Raw), spec); err != nil {
+			return nil, err
+		}
+		if p, ok := spec.(*PolicySpec); ok && p.LeastPrivilege != nil && p.LeastPrivilege.StandingAdmins == nil {
+			p.LeastPrivilege.StandingAdmins = []string{} // the schema's default, *[]
+		}
+		return spec, nil
+	}
+	return spec, val.LookupPath(cue.ParsePath("spec")).Decode(spec)
+}
+
+// decodeSpecCUE is CUE's decoding of a validated document's spec, which
+// decodeSpec stands in for on policies and approvers (for the tests that
+// compare the two).
+func decodeSpecCUE(kind string, val cue.Value) (any, error) {
+	spec, err := newSpec(kind)
+	if err != nil {
+		return nil, err
+	}
+	return spec, val.LookupPath(cue.ParsePath("spec")).Decode(spec)
 }
 
 func newSpec(kind string) (any, error) {

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,7 +48,7 @@ func init() {
 			}
 			w := bufio.NewWriter(os.Stdout)
 			defer w.Flush()
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			tw := newTable(w)
 			switch {
 			case asJSON:
 			case follow:
@@ -65,10 +65,10 @@ func init() {
 				var e audit.Event
 				json.Unmarshal(raw, &e)
 				if follow { // lines come one at a time: fixed widths, not a table
-					fmt.Fprintf(w, "%-6d %-20s %-30s %-8s %-10s %s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Severity, e.Component, target(e))
+					fmt.Fprintf(w, "%-6d %-20s %-30s %-8s %-10s %s\n", e.Seq, fmtTime(e.Time), e.Type, e.Severity, e.Component, target(e))
 					return
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format(time.RFC3339), e.Type, e.Severity, e.Component, target(e))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, fmtTime(e.Time), e.Type, e.Severity, e.Component, target(e))
 			}
 			if follow {
 				q.Set("follow", "true")
@@ -97,7 +97,7 @@ func init() {
 			return tw.Flush()
 		},
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print events as NDJSON")
+	bindOutput(list, &asJSON) // JSON is NDJSON: one event a line
 	list.Flags().BoolVar(&follow, "follow", false, "keep printing new events")
 	list.Flags().StringVar(&typ, "type", "", "only these types (comma-separated)")
 	list.Flags().StringVar(&since, "since", "", "only events since RFC 3339 time or duration ago (1h)")
@@ -139,18 +139,35 @@ agent walks it (GET /api/v1/audit/verify).`,
 		},
 	})
 
-	var exportSince string
+	var exportSince, exportType string
 	export := &cobra.Command{
 		Use:   "export",
-		Short: "Export audit events as NDJSON for a SIEM",
-		Args:  cobra.NoArgs,
+		Short: "Export audit events as NDJSON for a SIEM (works with the agent stopped)",
+		Long: `export prints audit events as NDJSON, oldest first, each with its sequence number
+and chain hash. With the agent stopped the store is read directly (as root); while
+an agent holds it, the running agent is asked.`,
+		Example: `  sudo warden audit export --since 24h > audit.ndjson
+  sudo systemctl stop warden && sudo warden audit export --type CONFIG_CHANGED,ADMIN_ACTION`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON = true
-			since = exportSince
-			return list.RunE(cmd, nil)
+			var st *state.Store
+			_, err := os.Lstat(filepath.Join(rootDir, "KeeperStorage", state.DBFile))
+			if err == nil { // never create a store where there is none
+				st, err = state.Open(filepath.Join(rootDir, "KeeperStorage"), state.Options{})
+			}
+			if errors.Is(err, state.ErrLocked) || errors.Is(err, os.ErrNotExist) {
+				asJSON, typ, since = true, exportType, exportSince
+				return list.RunE(cmd, nil)
+			}
+			if err != nil {
+				return connErr(err)
+			}
+			defer st.Close()
+			return exportStore(cmd, st, exportType, exportSince)
 		},
 	}
 	export.Flags().StringVar(&exportSince, "since", "", "only events since RFC 3339 time or duration ago (24h)")
+	export.Flags().StringVar(&exportType, "type", "", "only these types (comma-separated)")
 	list.AddCommand(export)
 	rootCmd.AddCommand(list)
 }
@@ -166,4 +183,43 @@ func target(e audit.Event) string {
 		return t.Kind + "/" + t.ID
 	}
 	return t.ID
+}
+
+// exportStore writes the store's audit events as NDJSON, page by page.
+func exportStore(cmd *cobra.Command, st *state.Store, types, since string) error {
+	f := audit.Filter{Limit: 10000}
+	if types != "" {
+		f.Types = strings.Split(types, ",")
+	}
+	if since != "" {
+		t, err := time.Parse(time.RFC3339, since)
+		if err != nil {
+			d, derr := time.ParseDuration(since)
+			if derr != nil || d < 0 {
+				return usageErr(fmt.Errorf("--since: want RFC 3339 or a duration such as 24h, got %q", since))
+			}
+			t = time.Now().Add(-d)
+		}
+		f.Since = t
+	}
+	w := bufio.NewWriter(cmd.OutOrStdout())
+	defer w.Flush()
+	for {
+		evs, next, err := audit.Query(st, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			w.Write(e.Raw)
+			w.WriteByte('\n')
+		}
+		if next == "" {
+			return nil
+		}
+		after, err := strconv.ParseUint(next, 10, 64)
+		if err != nil {
+			return fmt.Errorf("audit cursor %q: %w", next, err)
+		}
+		f.After = after
+	}
 }

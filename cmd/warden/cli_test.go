@@ -56,6 +56,8 @@ func TestValidateExitCodes(t *testing.T) {
 	// says so, as applying it would.
 	window := filepath.Join(dir, "window.json")
 	os.WriteFile(window, []byte(strings.Replace(policyDoc, `"filters": {`, `"filters": {"time": {"from": "22:00", "to": "22:00"}, `, 1)), 0o644)
+	junk := filepath.Join(dir, "junk.tar.gz")
+	os.WriteFile(junk, []byte("not a bundle"), 0o644)
 	twin := filepath.Join(dir, "twin.json")
 	os.WriteFile(twin, []byte(policyDoc), 0o644)
 	cases := []struct {
@@ -68,6 +70,8 @@ func TestValidateExitCodes(t *testing.T) {
 		{"out of range", []string{"validate", bad}, 1, []string{"bad.json: spec.durationSeconds: invalid value 30 (out of bound >=60)"}},
 		{"every error of every file", []string{"validate", bad, typo}, 1, []string{"durationSeconds", "spec.priorty: field not allowed"}},
 		{"missing path", []string{"validate", filepath.Join(dir, "nope.json")}, 2, []string{"nope.json"}},
+		{"a broken bundle and a missing path hide no other file's errors", []string{"validate", junk, bad, filepath.Join(dir, "nope.json"), typo}, 1,
+			[]string{"junk.tar.gz: ", "bad.json: spec.durationSeconds", "nope.json", "spec.priorty: field not allowed", "4 input(s)"}},
 		{"policy the engine cannot compile", []string{"validate", window}, 1, []string{"window.json: spec.filters.time: from and to are both 22:00"}},
 		{"same policy id twice", []string{"validate", good, twin}, 1, []string{"Policy/dev-tools"}},
 	}
@@ -164,8 +168,39 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "chain intact (checked by the running agent)") {
 		t.Fatalf("audit verify, agent running: exit %d\n%s", code, out)
 	}
+	// -o json is the same as --json; an unknown format is a usage error.
+	if out, code := warden(t, "--root", root, "status", "-o", "json"); code != 0 || !json.Valid([]byte(out)) {
+		t.Fatalf("status -o json: exit %d\n%s", code, out)
+	}
+	if out, code := warden(t, "--root", root, "status", "-o", "yaml"); code != 2 {
+		t.Fatalf("status -o yaml: exit %d; want 2\n%s", code, out)
+	}
+	// doctor with the agent up: the live checks ran and passed.
+	out, _ = warden(t, "--root", root, "doctor", "-o", "json")
+	var doc struct {
+		Results []struct{ Check, Status string }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, out)
+	}
+	for _, r := range doc.Results {
+		if (r.Check == "listeners-loopback" || r.Check == "tls-minimum" || r.Check == "audit-chain") && r.Status != "pass" {
+			t.Errorf("doctor, agent up: %s = %s; want pass\n%s", r.Check, r.Status, out)
+		}
+	}
 	agent.Process.Signal(syscall.SIGTERM)
 	agent.Wait()
+	// audit export reads the store while the agent is stopped.
+	out, code = warden(t, "--root", root, "audit", "export", "--type", "DRIFT_CORRECTED,AGENT_STOPPED")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) < 2 || !strings.Contains(out, `"type":"AGENT_STOPPED"`) || !json.Valid([]byte(lines[0])) {
+		t.Fatalf("audit export, agent stopped: exit %d\n%s", code, out)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "DRIFT_CORRECTED") && !strings.Contains(l, "AGENT_STOPPED") {
+			t.Fatalf("audit export --type: unexpected event %s", l)
+		}
+	}
 	out, code = warden(t, "--root", root, "audit", "verify")
 	if code != 0 || !strings.Contains(out, "chain intact\n") {
 		t.Fatalf("audit verify, agent stopped: exit %d\n%s", code, out)

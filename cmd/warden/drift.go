@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,10 +36,9 @@ func init() {
 			if asJSON {
 				os.Stdout.Write(raw)
 			} else {
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "KIND\tID\tFIELD\tSTATE\tAGE\tACTION")
+				tw := newTable(os.Stdout, "KIND", "ID", "FIELD", "STATE", "DETECTED", "AGE", "ACTION")
 				for _, r := range out.Drift {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Name, r.Field, r.State,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Name, r.Field, r.State, fmtTime(r.DetectedAt),
 						time.Since(r.DetectedAt).Round(time.Second), r.Action)
 				}
 				tw.Flush()
@@ -57,7 +55,7 @@ func init() {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	bindOutput(cmd, &asJSON)
 	cmd.Flags().BoolVar(&onlyOpen, "open", false, "only open and unresolved drift")
 	rootCmd.AddCommand(cmd)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -81,7 +80,7 @@ func init() {
 	f.StringVar(&req.Justification, "justification", "", "justification text")
 	f.StringVar(&req.MFACode, "mfa-code", "", "current TOTP code")
 	f.BoolVar(&explain, "explain", false, "show which filters matched")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	bindOutput(cmd, &asJSON)
 	rootCmd.AddCommand(cmd)
 }
 
@@ -95,13 +94,13 @@ func printDecision(r engine.Result) {
 		fmt.Printf("approval:  %s (pending; approvers act with `warden approvals approve %s`)\n", r.ApprovalID, r.ApprovalID)
 	}
 	if r.GrantID != "" {
-		fmt.Printf("grant:     %s until %s\n", r.GrantID, r.GrantExpiresAt.Format("2006-01-02T15:04:05Z07:00"))
+		fmt.Printf("grant:     %s until %s\n", r.GrantID, fmtTime(*r.GrantExpiresAt))
 	} else if r.DurationSeconds > 0 {
 		// A decision asked over the API changes nothing on the machine.
 		fmt.Printf("duration:  %d s (not granted here: only requests over the user socket get grants)\n", r.DurationSeconds)
 	}
 	if r.Explain != nil {
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(os.Stdout)
 		fmt.Fprintln(tw, "\nPOLICY\tFILTER\tMATCHED\tDETAIL")
 		for _, p := range r.Explain.Policies {
 			for _, f := range p.Filters {

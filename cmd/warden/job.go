@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +15,8 @@ import (
 )
 
 func init() {
-	jobCmd := &cobra.Command{Use: "job", Short: "Run jobs by hand, list them, read their run history"}
+	jobCmd := &cobra.Command{Use: "job", Short: "Run jobs by hand, list them, read their run history",
+		Example: "  warden job list\n  warden job run inventory --wait"}
 	jobCmd.AddCommand(jobRunCmd(), jobListCmd(), jobHistoryCmd())
 	rootCmd.AddCommand(jobCmd)
 }
@@ -26,6 +26,9 @@ func jobRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run ID [--wait]",
 		Short: "Run a job now",
+		Example: `  warden job run inventory
+  warden job run inventory --wait -o json`,
+		ValidArgsFunction: completeJobs,
 		Long: "run queues a manual run of job ID and prints the run's id. With --wait it waits for the run to end, " +
 			"prints each task's output, and exits 1 when the run did not succeed.",
 		Args: cobra.ExactArgs(1),
@@ -58,7 +61,7 @@ func jobRunCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to end and print its output")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	bindOutput(cmd, &asJSON)
 	return cmd
 }
 
@@ -119,7 +122,9 @@ func jobListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the jobs with their next and last run",
-		Args:  cobra.NoArgs,
+		Example: `  warden job list
+  warden job list -o json --local`,
+		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			var raw json.RawMessage
 			if err := callAgent("GET", "/api/v1/jobs", nil, &raw); err != nil {
@@ -133,15 +138,15 @@ func jobListCmd() *cobra.Command {
 			if err := json.Unmarshal(raw, &out); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			tw := newTable(os.Stdout)
 			fmt.Fprintln(tw, "ID\tENABLED\tSTATE\tNEXT RUN\tLAST RUN\tLAST STATE\tTRIGGERS")
 			for _, j := range out.Jobs {
 				next, last, lastState := "-", "-", "-"
 				if j.NextRun != nil {
-					next = j.NextRun.Local().Format(time.DateTime) + " (" + j.NextTrigger + ")"
+					next = fmtTime(*j.NextRun) + " (" + j.NextTrigger + ")"
 				}
 				if j.LastRun != nil {
-					last = j.LastRun.Start.Local().Format(time.DateTime)
+					last = fmtTime(j.LastRun.Start)
 					lastState = j.LastRun.State + exitText(j.LastRun.ExitCode, j.LastRun.Signal)
 				}
 				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Enabled, j.State, next, last, lastState, strings.Join(j.Triggers, "; "))
@@ -149,7 +154,7 @@ func jobListCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	bindOutput(cmd, &asJSON)
 	return cmd
 }
 
@@ -159,7 +164,10 @@ func jobHistoryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history ID",
 		Short: "Show a job's runs, newest first (kept 15 days)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  warden job history inventory --limit 5
+  warden job history inventory --with-output`,
+		ValidArgsFunction: completeJobs,
+		Args:              cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			q := url.Values{"limit": {fmt.Sprint(limit)}}
 			if !output && !asJSON {
@@ -183,21 +191,21 @@ func jobHistoryCmd() *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			tw := newTable(os.Stdout)
 			fmt.Fprintln(tw, "RUN\tTRIGGER\tSTATE\tSTART\tDURATION\tEXIT\tERROR")
 			for _, r := range out.Runs {
 				trig := r.Trigger
 				if r.Event != "" {
 					trig += ":" + r.Event
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, trig, r.State, r.Start.Local().Format(time.DateTime),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, trig, r.State, fmtTime(r.Start),
 					time.Duration(r.DurationMs)*time.Millisecond, strings.TrimSpace(exitText(r.ExitCode, r.Signal)), r.Error)
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (with task output)")
-	cmd.Flags().BoolVar(&output, "output", false, "print every run with its tasks' output")
+	bindOutput(cmd, &asJSON) // JSON carries the task output
+	cmd.Flags().BoolVar(&output, "with-output", false, "print every run with its tasks' output")
 	cmd.Flags().IntVar(&limit, "limit", 20, "runs to show (1..500)")
 	return cmd
 }

@@ -72,6 +72,7 @@ func run(args []string) int {
 			rootCmd.SetVersionTemplate("warden {{.Version}}\n")
 		}
 	}
+	fillExamples(rootCmd)
 	rootCmd.SetArgs(args)
 	err := rootCmd.Execute()
 	if err == nil {

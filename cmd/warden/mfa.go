@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -29,7 +28,8 @@ func init() {
 	})
 	rootCmd.AddCommand(mfa)
 
-	rootCmd.AddCommand(&cobra.Command{
+	var grantsJSON bool
+	grants := &cobra.Command{
 		Use:   "grants",
 		Short: "List time-limited elevation grants in force",
 		Args:  cobra.NoArgs,
@@ -40,12 +40,16 @@ func init() {
 			if err := callAgent("GET", "/api/v1/grants", nil, &out); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tUSER\tSCOPE\tPOLICY\tEXPIRES")
+			if grantsJSON {
+				return printJSON(os.Stdout, out)
+			}
+			tw := newTable(os.Stdout, "ID", "USER", "SCOPE", "POLICY", "EXPIRES")
 			for _, g := range out.Grants {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, g.User, g.Scope, g.Policy, g.ExpiresAt.Format("2006-01-02T15:04:05Z"))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, g.User, g.Scope, g.Policy, fmtTime(g.ExpiresAt))
 			}
 			return tw.Flush()
 		},
-	})
+	}
+	bindOutput(grants, &grantsJSON)
+	rootCmd.AddCommand(grants)
 }

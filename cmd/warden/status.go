@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +61,7 @@ func init() {
 				}
 			}
 			if len(st.Controllers) > 0 {
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				tw := newTable(os.Stdout)
 				fmt.Fprintln(tw, "CONTROLLER\tQUEUE\tLAST ERROR")
 				for _, c := range st.Controllers {
 					fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.QueueDepth, c.LastError)
@@ -70,7 +69,7 @@ func init() {
 				tw.Flush()
 			}
 			if len(st.Plugins) > 0 {
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				tw := newTable(os.Stdout)
 				fmt.Fprintln(tw, "\nPLUGIN\tSTATE\tPID\tRESTARTS\tERROR")
 				for _, p := range st.Plugins {
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.ID, p.State, p.PID, p.Restarts, p.Error)
@@ -80,7 +79,7 @@ func init() {
 			return nil
 		},
 	}
-	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	bindOutput(status, &asJSON)
 	rootCmd.AddCommand(status)
 
 	var file string

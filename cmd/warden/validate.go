@@ -21,8 +21,11 @@ func init() {
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "validate PATH...",
 		Short: "Validate documents, folders of documents (the bundle layout) or bundle files",
-		Long: "validate checks every document against the CUE schemas and prints every error,\n" +
-			"naming the file, the field and the rule. Exit 0: all valid; 1: invalid; 2: unreadable.",
+		Long: "validate checks every document against the CUE schemas and prints every error of every\n" +
+			"path given, naming the file, the field and the rule. Exit 0: all valid; 1: invalid;\n" +
+			"2: nothing but unreadable inputs.",
+		Example: `  warden validate policies/dev-tools.json
+  warden validate ./desired/ bundle-42.tar.gz other.json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runValidate,
 	})
@@ -41,18 +44,28 @@ func init() {
 }
 
 func runValidate(cmd *cobra.Command, args []string) error {
-	var files []string
-	var bundles []string
+	var files, bundles []string
+	// Every path is looked at, and every problem reported, before the exit
+	// code is chosen: one unreadable or bad input does not hide the others.
+	var all schema.Errors
+	unreadable := 0
+	problem := func(path string, err error) {
+		all = append(all, schema.Issue{File: path, Msg: err.Error()})
+	}
 	for _, p := range args {
 		st, err := os.Stat(p)
 		if err != nil {
-			return err
+			problem(p, err)
+			unreadable++
+			continue
 		}
 		switch {
 		case st.IsDir():
 			err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 				if err != nil {
-					return err
+					problem(path, err)
+					unreadable++
+					return nil
 				}
 				if !d.IsDir() && strings.HasSuffix(path, ".json") && d.Name() != "manifest.json" {
 					files = append(files, path)
@@ -68,36 +81,36 @@ func runValidate(cmd *cobra.Command, args []string) error {
 			files = append(files, p)
 		}
 	}
-	var all schema.Errors
 	n := 0
 	// collect keeps the documents and broken rules of one validation; any
-	// other error (unreadable input) ends the command.
-	collect := func(docs []*schema.Document, err error) error {
+	// other error (a bundle that cannot be read as one) is that input's
+	// problem, reported with the rest.
+	collect := func(name string, docs []*schema.Document, err error) {
 		n += len(docs)
 		var se schema.Errors
-		if err != nil && !errors.As(err, &se) {
-			return err
+		switch {
+		case errors.As(err, &se):
+			all = append(all, se...)
+		case err != nil:
+			problem(name, err)
 		}
-		all = append(all, se...)
-		return nil
 	}
 	for _, b := range bundles {
-		if err := collect(validateBundle(b)); err != nil {
-			return err
-		}
+		docs, err := validateBundle(b)
+		collect(b, docs, err)
 	}
 	inputs := make([]schema.File, 0, len(files))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			problem(f, err)
+			unreadable++
+			continue
 		}
 		inputs = append(inputs, schema.File{Name: f, Data: data})
 	}
 	docs, err := schema.ValidateMany(inputs)
-	if err := collect(docs, err); err != nil {
-		return err
-	}
+	collect("", docs, err)
 	all = append(all, policyIssues(inputs, docs)...)
 	for _, w := range policy.AllowListWarnings(docs, time.Now()) {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
@@ -106,7 +119,11 @@ func runValidate(cmd *cobra.Command, args []string) error {
 		for _, is := range all {
 			fmt.Fprintln(cmd.ErrOrStderr(), is.String())
 		}
-		return badNews(fmt.Errorf("%d error(s) in %d file(s)", len(all), len(files)+len(bundles)))
+		err := fmt.Errorf("%d error(s) in %d input(s)", len(all), len(files)+len(bundles)+unreadable)
+		if unreadable > 0 && unreadable == len(all) {
+			return usageErr(err) // nothing but unreadable inputs: exit 2
+		}
+		return badNews(err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "ok: %d document(s) valid\n", n)
 	return nil

@@ -210,6 +210,9 @@ func Validate(name string, data []byte) (*Document, error) {
 			return nil, errs
 		}
 	}
+	if a := d.Approver(); a != nil && len(a.Users) == 0 && len(a.Groups) == 0 {
+		return nil, Errors{{File: name, Path: "spec.users", Msg: "empty, and no spec.groups: an Approver names at least one user or group"}}
+	}
 	cache.put(sum, d)
 	return d, nil
 }

@@ -189,7 +189,9 @@ func TestRules(t *testing.T) {
 		// required fields
 		{"policy name missing", policy, "spec.name", ``, `^policies/dev-tools.json: spec.name: required field is missing`},
 		{"policy filters missing matches all", policy, "spec.filters", ``, ""},
-		{"approver users empty", approver, "spec.users", `[]`, `^approvers/it-oncall.json: spec.users: `},
+		{"approver users empty", approver, "spec.users", `[]`, `^approvers/it-oncall.json: spec.users: empty, and no spec.groups: an Approver names at least one user or group$`},
+		{"approver groups", approver, "spec.groups", `["dba"]`, ""},
+		{"approver group empty name", approver, "spec.groups", `[""]`, `^approvers/it-oncall.json: spec.groups\[0\]: `},
 		// certificate.password
 		{"password set", settings, "spec.certificate.password", `"hunter2"`, `^settings.json: spec.certificate.password: must not be set`},
 		{"password number", settings, "spec.certificate.password", `1234`, `^settings.json: spec.certificate.password: must not be set`},
@@ -363,5 +365,14 @@ func TestSourceCompiles(t *testing.T) {
 		if err := val.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// An Approver may name only groups.
+func TestApproverGroupsOnly(t *testing.T) {
+	doc := `{"kind": "Approver", "id": "dba", "spec": {"name": "DBAs", "groups": ["dba"], "policies": ["db-*"]}}`
+	d, err := Validate("approvers/dba.json", []byte(doc))
+	if err != nil || len(d.Approver().Groups) != 1 {
+		t.Fatalf("Validate = %+v, %v; want valid with group dba", d, err)
 	}
 }

@@ -95,6 +95,14 @@ func (e *Engine) checkMFA(ctx context.Context, c Caller, req *policy.Request, r 
 		why = "code already used"
 	}
 	r.MFA = "failed"
+	if why == whyNotEnrolled {
+		// Audited, but not counted or stored: there is no secret to
+		// guess, and a caller naming made-up users must not fill the
+		// store with their failure records.
+		return false, e.audit(ctx, audit.Event{Type: audit.MFAFailed, Severity: audit.Warning, Component: "engine",
+			UserInfo: requestUserInfo(c, req), TargetInfo: &audit.TargetInfo{Kind: req.Action, Path: req.Application.Path},
+			Details: map[string]any{"reason": why, "policy": r.Policy}})
+	}
 	st.Failures = slices.DeleteFunc(st.Failures, func(t time.Time) bool { return now.Sub(t) >= mfaWindow || t.After(now) })
 	st.Failures = append(st.Failures, now.UTC())
 	ui := requestUserInfo(c, req)
@@ -122,13 +130,15 @@ func (e *Engine) locked(r *Result, user string, until time.Time) {
 	r.Reason += fmt.Sprintf("; MFA for %s is locked until %s after %d failed codes", user, u.Format(time.RFC3339), mfaMaxFailures)
 }
 
+const whyNotEnrolled = "user not enrolled"
+
 // verifyCode checks code against user's secret; it returns the code's
 // time step, or why it is not a valid code.
 func (e *Engine) verifyCode(user, code string, now time.Time) (int64, string) {
 	var s mfaSecret
 	ok, err := e.opts.Store.Get(state.Secrets, mfaKey(user), &s)
 	if err != nil || !ok {
-		return 0, "user not enrolled"
+		return 0, whyNotEnrolled
 	}
 	secret, err := policy.ParseTOTPSecret(s.Secret)
 	if err != nil {

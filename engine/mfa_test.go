@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"warden/audit"
 	"warden/engine"
 	"warden/policy"
+	"warden/state"
 )
 
 // Five wrong codes within 15 minutes lock the user's MFA for 15 minutes,
@@ -141,5 +143,26 @@ func TestMFACodeNotReusedAcrossRequests(t *testing.T) {
 	a.MFACode = code
 	if r, _ := f.eng.Evaluate(ctx, frank, a, false); r.MFA != "verified" {
 		t.Fatalf("the unused code on an MFA request: %+v; want verified", r)
+	}
+}
+
+// A code for a user who never enrolled is a failure, audited, but leaves
+// no record in the store (a caller naming made-up users cannot fill it).
+func TestMFANotEnrolledLeavesNoState(t *testing.T) {
+	f := setup(t, needsMFA)
+	for i := range 6 {
+		q := req(fmt.Sprint("ghost-", i), "/usr/bin/su")
+		q.MFACode = "123456"
+		if r, err := f.eng.Evaluate(context.Background(), pluginCaller, q, false); err != nil || r.MFA != "failed" {
+			t.Fatalf("%+v, %v; want failed", r, err)
+		}
+	}
+	if n := f.count(t, audit.MFAFailed); n != 6 {
+		t.Fatalf("MFA_FAILED events = %d; want 6", n)
+	}
+	n := 0
+	f.store.List(state.Secrets, func(string, json.RawMessage) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("%d records in the secrets bucket; want none", n)
 	}
 }

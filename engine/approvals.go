@@ -164,7 +164,8 @@ func (ap approvers) covers(c Caller) bool {
 	return false
 }
 
-func (e *Engine) createApproval(ctx context.Context, c Caller, req *policy.Request, id, fp string, d *policy.Decision, now time.Time) error {
+// newApproval is the pending approval request for req.
+func (e *Engine) newApproval(c Caller, req *policy.Request, id, fp string, d *policy.Decision, now time.Time) Approval {
 	pol := d.EnforcedBy
 	if pol == "" {
 		pol = d.Policy
@@ -179,16 +180,12 @@ func (e *Engine) createApproval(ctx context.Context, c Caller, req *policy.Reque
 	if req.Target != nil {
 		a.Target, a.Write = req.Target.Path, req.Target.Write
 	}
-	if err := e.audit(ctx, audit.Event{Type: audit.ApprovalRequested, Component: "engine",
-		UserInfo: requestUserInfo(c, req), TargetInfo: approvalTarget(&a),
-		Details: approvalDetails(&a)}); err != nil {
-		return err
-	}
-	if err := e.opts.Store.PutMany(state.Approvals, map[string]any{a.ID: a, fpKey(fp): a.ID}); err != nil {
-		return err
-	}
-	e.approvalsChanged()
-	return nil
+	return a
+}
+
+func approvalRequested(c Caller, req *policy.Request, a *Approval) audit.Event {
+	return audit.Event{Type: audit.ApprovalRequested, Component: "engine",
+		UserInfo: requestUserInfo(c, req), TargetInfo: approvalTarget(a), Details: approvalDetails(a)}
 }
 
 func approvalTarget(a *Approval) *audit.TargetInfo {
@@ -256,11 +253,8 @@ func (e *Engine) Decide(ctx context.Context, c Caller, id string, approve bool, 
 	if reason != "" {
 		details["reason"] = reason
 	}
-	if err := e.audit(ctx, audit.Event{Type: audit.ApprovalDecided, Component: "engine",
-		UserInfo: c.userInfo(), TargetInfo: approvalTarget(&a), Details: details}); err != nil {
-		return a, err
-	}
-	if err := e.opts.Store.Put(state.Approvals, a.ID, a); err != nil {
+	if err := e.commit(state.Approvals, map[string]any{a.ID: a}, audit.Event{Type: audit.ApprovalDecided,
+		Component: "engine", UserInfo: c.userInfo(), TargetInfo: approvalTarget(&a), Details: details}); err != nil {
 		return a, err
 	}
 	e.approvalsChanged()

@@ -31,9 +31,15 @@ type fixture struct {
 	clk   *clock
 }
 
-func setup(t *testing.T, docs ...string) *fixture {
+func setup(t testing.TB, docs ...string) *fixture {
 	t.Helper()
-	st, err := state.Open(t.TempDir(), state.Options{})
+	return setupIn(t, t.TempDir(), docs...)
+}
+
+// setupIn is setup with the store in dir.
+func setupIn(t testing.TB, dir string, docs ...string) *fixture {
+	t.Helper()
+	st, err := state.Open(dir, state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

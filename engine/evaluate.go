@@ -8,6 +8,7 @@ import (
 
 	"warden/audit"
 	"warden/policy"
+	"warden/state"
 )
 
 // Result is the answer of POST /api/v1/evaluate: the policy decision plus
@@ -120,19 +121,27 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 			r.GrantID, r.GrantExpiresAt = grant.ID, &grant.ExpiresAt
 		}
 	}
-	// The evaluation is on disk before anything it decided happens.
-	if err := e.auditDecision(ctx, c, req, &r); err != nil {
+	// The evaluation is on disk before anything it decided happens; an
+	// approval request or a grant is stored in the same transaction as
+	// the evaluation and its own event, so neither exists unaudited.
+	ev := decisionEvent(c, req, &r)
+	switch {
+	case newApproval:
+		a := e.newApproval(c, req, r.ApprovalID, fp, &r.Decision, now)
+		err = e.commit(state.Approvals, map[string]any{a.ID: a, fpKey(fp): a.ID}, ev, approvalRequested(c, req, &a))
+		if err == nil {
+			e.approvalsChanged()
+		}
+	case grant != nil:
+		err = e.commit(state.Grants, map[string]any{grant.ID: *grant}, ev, grantCreated(c, req, grant))
+		if err == nil {
+			e.grants.schedule(grant.ExpiresAt)
+		}
+	default:
+		err = e.audit(ctx, ev)
+	}
+	if err != nil {
 		return Result{}, err
-	}
-	if newApproval {
-		if err := e.createApproval(ctx, c, req, r.ApprovalID, fp, &r.Decision, now); err != nil {
-			return Result{}, fmt.Errorf("approval request: %w", err)
-		}
-	}
-	if grant != nil {
-		if err := e.storeGrant(ctx, c, req, *grant); err != nil {
-			return Result{}, fmt.Errorf("grant: %w", err)
-		}
 	}
 	if r.Notify && e.opts.Notify != nil {
 		payload, _ := json.Marshal(map[string]any{"type": "policy", "user": req.User, "machine": req.Machine,
@@ -187,7 +196,30 @@ func (e *Engine) audit(ctx context.Context, ev audit.Event) error {
 	return nil
 }
 
+// commit stores kv in bucket b and evs in the audit chain in one store
+// transaction: the records and the events that record them are on disk
+// together or not at all, with one fsync for all of them.
+func (e *Engine) commit(b state.Bucket, kv map[string]any, evs ...audit.Event) error {
+	txn, err := e.opts.Audit.Begin()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+	}
+	entries := make([]state.AuditEntry, len(evs))
+	for i, ev := range evs {
+		entries[i] = txn.Add(ev)
+	}
+	if err := txn.End(e.opts.Store.PutManyAudited(b, kv, entries), false); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrAuditUnavailable, evs[0].Type, err)
+	}
+	return nil
+}
+
 func (e *Engine) auditDecision(ctx context.Context, c Caller, req *policy.Request, r *Result) error {
+	return e.audit(ctx, decisionEvent(c, req, r))
+}
+
+// decisionEvent is the POLICY_EVALUATION of one answer.
+func decisionEvent(c Caller, req *policy.Request, r *Result) audit.Event {
 	target := &audit.TargetInfo{Kind: req.Action, Path: req.Application.Path, Hash: req.Application.SHA256}
 	if req.Target != nil && req.Target.Path != "" {
 		target.Path = req.Target.Path
@@ -218,9 +250,9 @@ func (e *Engine) auditDecision(ctx context.Context, c Caller, req *policy.Reques
 	if r.Effective == policy.Deny {
 		sev = audit.Warning
 	}
-	return e.audit(ctx, audit.Event{Type: audit.PolicyEvaluation, Severity: sev, Component: "engine",
+	return audit.Event{Type: audit.PolicyEvaluation, Severity: sev, Component: "engine",
 		UserInfo: requestUserInfo(c, req), TargetInfo: target,
 		Evaluation: &audit.Evaluation{Decision: r.Decision.Decision, Effective: r.Effective, Mode: r.Mode,
 			Policy: r.Policy, Matched: r.Matched, Reason: r.Reason},
-		Details: details})
+		Details: details}
 }

@@ -74,19 +74,11 @@ func grantEvent(g *Grant, expired bool) audit.Event {
 		Details:    details}
 }
 
-// storeGrant audits and stores g; reconcile's controllers pick it up from
-// the Grants bucket.
-func (e *Engine) storeGrant(ctx context.Context, c Caller, req *policy.Request, g Grant) error {
-	ev := grantEvent(&g, false)
+// grantCreated is the audit event of g's creation for c's request.
+func grantCreated(c Caller, req *policy.Request, g *Grant) audit.Event {
+	ev := grantEvent(g, false)
 	ev.UserInfo = requestUserInfo(c, req)
-	if err := e.audit(ctx, ev); err != nil {
-		return err
-	}
-	if err := e.opts.Store.Put(state.Grants, g.ID, g); err != nil {
-		return err
-	}
-	e.grants.schedule(g.ExpiresAt)
-	return nil
+	return ev
 }
 
 // Grants lists the grants in force, soonest expiry first. A grant past its

@@ -106,21 +106,19 @@ func (e *Engine) checkMFA(ctx context.Context, c Caller, req *policy.Request, r 
 	st.Failures = slices.DeleteFunc(st.Failures, func(t time.Time) bool { return now.Sub(t) >= mfaWindow || t.After(now) })
 	st.Failures = append(st.Failures, now.UTC())
 	ui := requestUserInfo(c, req)
-	if err := e.audit(ctx, audit.Event{Type: audit.MFAFailed, Severity: audit.Warning, Component: "engine",
+	evs := []audit.Event{{Type: audit.MFAFailed, Severity: audit.Warning, Component: "engine",
 		UserInfo: ui, TargetInfo: &audit.TargetInfo{Kind: req.Action, Path: req.Application.Path},
-		Details: map[string]any{"reason": why, "failures": len(st.Failures), "policy": r.Policy}}); err != nil {
-		return false, err
-	}
+		Details: map[string]any{"reason": why, "failures": len(st.Failures), "policy": r.Policy}}}
 	if len(st.Failures) >= mfaMaxFailures {
 		st.Failures, st.LockedUntil = nil, now.Add(mfaLockFor).UTC()
-		if err := e.audit(ctx, audit.Event{Type: audit.MFALocked, Severity: audit.Warning, Component: "engine",
+		evs = append(evs, audit.Event{Type: audit.MFALocked, Severity: audit.Warning, Component: "engine",
 			UserInfo: ui, Details: map[string]any{"lockedUntil": st.LockedUntil,
-				"reason": fmt.Sprintf("%d failed codes within %s", mfaMaxFailures, mfaWindow)}}); err != nil {
-			return false, err
-		}
+				"reason": fmt.Sprintf("%d failed codes within %s", mfaMaxFailures, mfaWindow)}})
 		e.locked(r, user, st.LockedUntil)
 	}
-	return false, e.opts.Store.Put(state.Secrets, mfaStateKey(user), st)
+	// The count and its events are stored together: a failure that could
+	// not be audited is not answered, and none is counted unaudited.
+	return false, e.commit(state.Secrets, map[string]any{mfaStateKey(user): st}, evs...)
 }
 
 // locked makes r say that user's MFA is locked until when.

@@ -39,7 +39,12 @@ func (s *Store) Put(b Bucket, key string, v any) error {
 }
 
 // PutMany stores several records in one transaction.
-func (s *Store) PutMany(b Bucket, kv map[string]any) error {
+func (s *Store) PutMany(b Bucket, kv map[string]any) error { return s.PutManyAudited(b, kv, nil) }
+
+// PutManyAudited is PutMany that also appends audit entries (numbered by
+// audit.Writer.Begin) in the same transaction: the records and the events
+// that record them are on disk together or not at all.
+func (s *Store) PutManyAudited(b Bucket, kv map[string]any, entries []AuditEntry) error {
 	type sealed struct{ k, v []byte }
 	all := make([]sealed, 0, len(kv))
 	for key, v := range kv {
@@ -57,6 +62,9 @@ func (s *Store) PutMany(b Bucket, kv map[string]any) error {
 			if err := bk.Put(r.k, r.v); err != nil {
 				return err
 			}
+		}
+		if len(entries) > 0 {
+			return s.appendAudit(tx, entries)
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"warden/audit"
@@ -19,10 +20,13 @@ import (
 )
 
 // Approval lifetimes: a pending request expires after 30 minutes; an
-// approval can be used for 24 hours, for the request it names only.
+// approval can be used for 24 hours, for the request it names only. A
+// record is kept for keepFor after that (`warden approvals list` shows it;
+// the audit log keeps the story for its own retention).
 const (
 	pendingFor = 30 * time.Minute
 	usableFor  = 24 * time.Hour
+	keepFor    = 7 * 24 * time.Hour
 )
 
 // Approval states. ApprovalExpired is never stored: WaitApproval reports
@@ -313,6 +317,48 @@ func (e *Engine) approvals() ([]Approval, error) {
 	})
 	slices.SortFunc(out, func(a, b Approval) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
+}
+
+// pruneApprovals deletes the approvals whose time ended more than keepFor
+// before now, with the fingerprint entries that name them (or nothing).
+func (e *Engine) pruneApprovals(now time.Time) (int, error) {
+	expiry := map[string]time.Time{} // approval id -> end of its time
+	fps := map[string]string{}       // fingerprint key -> approval id
+	err := e.opts.Store.List(state.Approvals, func(key string, v json.RawMessage) error {
+		if strings.HasPrefix(key, "fp/") {
+			var id string
+			if err := json.Unmarshal(v, &id); err != nil {
+				return err
+			}
+			fps[key] = id
+			return nil
+		}
+		var a Approval
+		if err := json.Unmarshal(v, &a); err != nil {
+			return err
+		}
+		expiry[key] = a.ExpiresAt
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var gone []string
+	for id, end := range expiry {
+		if now.Sub(end) > keepFor {
+			gone = append(gone, id)
+			delete(expiry, id)
+		}
+	}
+	for key, id := range fps {
+		if _, kept := expiry[id]; !kept {
+			gone = append(gone, key)
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	return len(gone), e.opts.Store.Delete(state.Approvals, gone...)
 }
 
 // WaitApproval returns approval id once it is decided, or with State

@@ -151,6 +151,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			now := e.opts.Now()
 			e.limiter.Load().Sweep(now)
 			e.breaker.Load().Sweep(now)
+			if _, err := e.pruneApprovals(now); err != nil {
+				e.log.Error("approvals: prune", "err", err)
+			}
 		case <-e.grants.c():
 			if err := e.grants.expire(ctx); err != nil {
 				e.log.Error("grants: expire", "err", err)

@@ -199,7 +199,7 @@ func TestApprovalFlow(t *testing.T) {
 func TestMFA(t *testing.T) {
 	f := setup(t, needsMFA)
 	ctx := context.Background()
-	uri, err := f.eng.EnrollMFA("frank")
+	uri, err := f.eng.EnrollMFA(context.Background(), "frank", engine.EnrollOptions{})
 	if err != nil || !strings.HasPrefix(uri, "otpauth://totp/") {
 		t.Fatalf("EnrollMFA = %q, %v", uri, err)
 	}

@@ -148,15 +148,36 @@ func (e *Engine) GrantsHandler() http.Handler {
 	})
 }
 
-// EnrollHandler serves POST /api/v1/mfa/{user}/enroll: the otpauth URI is
-// in this answer only.
+// EnrollHandler serves POST /api/v1/mfa/{user}/enroll (body {"force":
+// true} replaces an existing secret): the otpauth URI is in this answer
+// only.
 func (e *Engine) EnrollHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		uri, err := e.EnrollMFA(mux.Vars(r)["user"])
-		if err != nil {
-			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
+		c, ok := httpCaller(w, r)
+		if !ok {
 			return
 		}
-		api.WriteJSON(w, http.StatusOK, map[string]string{"user": mux.Vars(r)["user"], "otpauth": uri})
+		var body struct {
+			Force bool `json:"force"`
+		}
+		if !api.DecodeJSON(w, r, &body) {
+			return
+		}
+		user := mux.Vars(r)["user"]
+		by := c.userInfo()
+		by.PeerAddr = r.RemoteAddr
+		uri, err := e.EnrollMFA(r.Context(), user, EnrollOptions{Force: body.Force, By: by})
+		switch {
+		case errors.Is(err, ErrBadUserName):
+			api.WriteError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		case errors.Is(err, ErrEnrolled):
+			api.WriteError(w, http.StatusConflict, "conflict", err.Error())
+		case errors.Is(err, ErrAuditUnavailable):
+			api.WriteAuditUnavailable(w)
+		case err != nil:
+			api.WriteError(w, http.StatusInternalServerError, codeInternal, err.Error())
+		default:
+			api.WriteJSON(w, http.StatusOK, map[string]string{"user": user, "otpauth": uri})
+		}
 	})
 }

@@ -28,12 +28,73 @@ func mfaKey(user string) string { return "mfa/" + user }
 // ErrUnknownUser is returned for MFA checks of a user never enrolled.
 var ErrUnknownUser = errors.New("user is not enrolled for MFA")
 
-// EnrollMFA creates (or replaces) user's TOTP secret in the encrypted store
-// and returns the otpauth URI, which is shown once and never stored in
-// plain text.
-func (e *Engine) EnrollMFA(user string) (string, error) {
+// Errors of EnrollMFA.
+var (
+	// ErrEnrolled: the user has a secret and Force was not given.
+	ErrEnrolled = errors.New("user already has an MFA secret (--force replaces it)")
+	// ErrBadUserName: the name breaks the user name rule (ValidUserName).
+	ErrBadUserName = errors.New("invalid user name")
+)
+
+// maxUserName bounds a user name (Linux's is 32; directory names such as
+// user@domain need more).
+const maxUserName = 64
+
+// ValidUserName checks a user name for MFA enrolment: 1 to 64 bytes of
+// letters, digits and . _ @ -, not starting with - (POSIX's portable
+// user names, plus @ for directory users), optionally ending in $.
+func ValidUserName(name string) error {
+	if name == "" || len(name) > maxUserName {
+		return fmt.Errorf("%w: user: must be 1 to %d bytes, got %d", ErrBadUserName, maxUserName, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == '@' || c == '-' && i > 0 || c == '$' && i == len(name)-1 && i > 0
+		if !ok {
+			return fmt.Errorf("%w: user: byte %d (%q) is not allowed: letters, digits, . _ @ - (not first) and a final $ only",
+				ErrBadUserName, i, c)
+		}
+	}
+	return nil
+}
+
+// EnrollOptions says who enrolls and whether an existing secret may be
+// replaced.
+type EnrollOptions struct {
+	Force bool            // replace an existing secret
+	By    *audit.UserInfo // who asked (for the ADMIN_ACTION event)
+}
+
+// EnrollMFA creates user's TOTP secret in the encrypted store and returns
+// the otpauth URI, which is shown once and never stored in plain text. It
+// refuses a bad name (ErrBadUserName) and, without Force, a user who has a
+// secret (ErrEnrolled). The enrolment is audited as ADMIN_ACTION before
+// the secret is stored: when the event cannot be stored, nothing changes
+// (ErrAuditUnavailable).
+func (e *Engine) EnrollMFA(ctx context.Context, user string, o EnrollOptions) (string, error) {
+	if err := ValidUserName(user); err != nil {
+		return "", err
+	}
+	var old mfaSecret
+	had, err := e.opts.Store.Get(state.Secrets, mfaKey(user), &old)
+	if err != nil {
+		return "", err
+	}
+	if had && !o.Force {
+		return "", fmt.Errorf("%s: %w", user, ErrEnrolled)
+	}
 	secret, err := policy.NewTOTPSecret(rand.Reader)
 	if err != nil {
+		return "", err
+	}
+	action := "mfa enroll"
+	if had {
+		action = "mfa enroll (replaced the existing secret)"
+	}
+	if err := e.audit(ctx, audit.Event{Type: audit.AdminAction, Component: "engine", UserInfo: o.By,
+		TargetInfo: &audit.TargetInfo{Kind: "mfa", ID: user},
+		Details:    map[string]any{"action": action, "user": user, "replaced": had}}); err != nil {
 		return "", err
 	}
 	enc := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)

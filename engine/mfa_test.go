@@ -20,7 +20,7 @@ import (
 func TestMFALockoutAfterFiveFailures(t *testing.T) {
 	f := setup(t, needsMFA)
 	ctx := context.Background()
-	uri, err := f.eng.EnrollMFA("frank")
+	uri, err := f.eng.EnrollMFA(context.Background(), "frank", engine.EnrollOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestMFALockoutAfterFiveFailures(t *testing.T) {
 		t.Fatalf("no code while locked: %+v; want locked", r)
 	}
 	// Other users are not locked.
-	if _, err := f.eng.EnrollMFA("carol"); err != nil {
+	if _, err := f.eng.EnrollMFA(context.Background(), "carol", engine.EnrollOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := eng2.Evaluate(ctx, carol, req("carol", "/usr/bin/su"), false); r.MFA == "locked" {
@@ -91,7 +91,7 @@ func TestMFALockoutAfterFiveFailures(t *testing.T) {
 // Failures older than the window do not count toward a lock.
 func TestMFAFailuresOutsideWindowForgotten(t *testing.T) {
 	f := setup(t, needsMFA)
-	uri, _ := f.eng.EnrollMFA("frank")
+	uri, _ := f.eng.EnrollMFA(context.Background(), "frank", engine.EnrollOptions{})
 	secret := secretOf(t, uri)
 	for range 8 {
 		q := req("frank", "/usr/bin/su")
@@ -110,7 +110,7 @@ func TestMFACodeNotReusedAcrossRequests(t *testing.T) {
 	other := strings.Replace(needsMFA, `"/usr/bin/su"`, `"/usr/bin/su*"`, 1)
 	f := setup(t, other)
 	ctx := context.Background()
-	uri, _ := f.eng.EnrollMFA("frank")
+	uri, _ := f.eng.EnrollMFA(context.Background(), "frank", engine.EnrollOptions{})
 	secret := secretOf(t, uri)
 	code := policy.TOTPCode(secret, f.clk.Now())
 	a := req("frank", "/usr/bin/su")

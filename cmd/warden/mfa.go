@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -11,21 +12,32 @@ import (
 
 func init() {
 	mfa := &cobra.Command{Use: "mfa", Short: "Manage TOTP enrolment for the mfa control"}
-	mfa.AddCommand(&cobra.Command{
+	var force bool
+	enroll := &cobra.Command{
 		Use:   "enroll USER",
-		Short: "Create USER's TOTP secret and print its otpauth URI (shown once)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Create USER's TOTP secret and print its otpauth URI (shown once); audited as ADMIN_ACTION",
+		Long: `Create USER's TOTP secret and print its otpauth URI (shown once). A user who
+already has a secret is refused unless --force is given (which replaces it:
+the old authenticator stops working). USER is 1 to 64 letters, digits and
+. _ @ - (not first). The enrolment is audited as ADMIN_ACTION.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := engine.ValidUserName(args[0]); err != nil {
+				return usageErr(err)
+			}
 			var out struct {
 				OTPAuth string `json:"otpauth"`
 			}
-			if err := callAgent("POST", "/api/v1/mfa/"+args[0]+"/enroll", []byte("{}"), &out); err != nil {
+			body := []byte(fmt.Sprintf(`{"force": %t}`, force))
+			if err := callAgent("POST", "/api/v1/mfa/"+url.PathEscape(args[0])+"/enroll", body, &out); err != nil {
 				return err
 			}
 			fmt.Println(out.OTPAuth)
 			return nil
 		},
-	})
+	}
+	enroll.Flags().BoolVar(&force, "force", false, "replace an existing secret")
+	mfa.AddCommand(enroll)
 	rootCmd.AddCommand(mfa)
 
 	var grantsJSON bool

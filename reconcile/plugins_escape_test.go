@@ -2,11 +2,13 @@ package reconcile
 
 import (
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"warden/audit"
 	"warden/procgroup"
 )
 
@@ -63,4 +65,41 @@ func (e *pluginEnv) childPID(t *testing.T) int {
 func live(pid int) bool {
 	st, err := procgroup.Stat(pid)
 	return err == nil && st.Live()
+}
+
+// A plugin cgroup an earlier agent run left behind (the agent was killed;
+// a setsid child of its plugin lives on in it) is ended at start, removed
+// and audited.
+func TestPluginLeftoverCgroupEndedAtStart(t *testing.T) {
+	e := newPluginEnv(t)
+	cg, err := procgroup.OpenCgroups(e.root)
+	if err != nil {
+		t.Skipf("no writable cgroup v2 here: %v", err)
+	}
+	t.Cleanup(func() { cg.Close() })
+	g, err := cg.New(pluginCgroupPrefix + "escaper-earlier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sleep", "1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: g.FD()}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }() // reaped as soon as it dies, as init would
+	t.Cleanup(func() { cmd.Process.Kill(); <-waited })
+	e.run(func(o *PluginOptions) { o.Cgroups = cg })
+	e.waitFor("the leftover's process to die", func() bool { return !live(cmd.Process.Pid) })
+	if left := cg.Leftovers(pluginCgroupPrefix); len(left) != 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+	e.waitFor("PLUGIN_EXITED for the leftover", func() bool {
+		for _, ev := range e.events(audit.PluginExited) {
+			if ev.Details["cgroup"] == pluginCgroupPrefix+"escaper-earlier" {
+				return true
+			}
+		}
+		return false
+	})
 }

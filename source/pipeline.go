@@ -275,3 +275,21 @@ func issueList(err error) []string {
 	}
 	return nil
 }
+
+// stamp changes whenever a bundle refused before might pass now: a key
+// added to or removed from trust/, other alternativeSignatures, a new
+// generation. Sync keeps it with a refused bundle's digest.
+func (p *Pipeline) stamp() string {
+	h := sha256.New()
+	if t, err := LoadTrust(p.trustDir); err == nil {
+		for _, id := range t.KeyIDs() {
+			h.Write([]byte(id + "\n"))
+		}
+	}
+	cur := p.store.Current()
+	for _, tp := range cur.Settings().AlternativeSignatures {
+		h.Write([]byte("pin " + tp + "\n"))
+	}
+	fmt.Fprintf(h, "gen %d\n", cur.Meta.Generation)
+	return hex.EncodeToString(h.Sum(nil))
+}

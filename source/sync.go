@@ -65,8 +65,9 @@ type Sync struct {
 	// refused is the SHA-256 of the last bundle the pipeline refused, with
 	// the refusal: a backend that sends no ETag serves the same bytes on
 	// every poll, and they are refused and audited once, not every poll.
-	refused    [sha256.Size]byte
-	refusedErr error
+	refused      [sha256.Size]byte
+	refusedErr   error
+	refusedStamp string // the pipeline's acceptance stamp then (Pipeline.stamp)
 }
 
 // NewSync syncs store with the backend named in its Settings or
@@ -224,7 +225,13 @@ func (s *Sync) Poll(ctx context.Context) (res PollResult, err error) {
 	}
 	ep.authorize(req)
 	req.Header.Set(GroupHeader, ep.group)
+	stamp := s.p.stamp()
 	s.mu.Lock()
+	if s.refusedErr != nil && s.refusedStamp != stamp {
+		// What was refused may pass now (a key added to trust/, a new
+		// generation): fetch and check it again.
+		s.etag, s.refusedErr = "", nil
+	}
 	if s.etagURL == u && s.etag != "" {
 		req.Header.Set("If-None-Match", s.etag)
 	}
@@ -269,7 +276,7 @@ func (s *Sync) Poll(ctx context.Context) (res PollResult, err error) {
 		return PollResult{Status: "unchanged"}, nil
 	}
 	sum := sha256.Sum256(data)
-	if err := s.refusedBefore(sum); err != nil {
+	if err := s.refusedBefore(sum, stamp); err != nil {
 		s.remember(u, etag)
 		return PollResult{Status: "refused", Err: err}, nil
 	}
@@ -277,11 +284,14 @@ func (s *Sync) Poll(ctx context.Context) (res PollResult, err error) {
 	switch {
 	case err == nil:
 		s.remember(u, etag)
+		s.mu.Lock()
+		s.refusedErr = nil
+		s.mu.Unlock()
 		return PollResult{Status: "applied", Meta: m}, nil
 	case Refused(err):
 		s.remember(u, etag)
 		s.mu.Lock()
-		s.refused, s.refusedErr = sum, err
+		s.refused, s.refusedErr, s.refusedStamp = sum, err, stamp
 		s.mu.Unlock()
 		return PollResult{Status: "refused", Err: err}, nil
 	default:
@@ -291,10 +301,10 @@ func (s *Sync) Poll(ctx context.Context) (res PollResult, err error) {
 
 // refusedBefore returns the refusal of the bundle with digest sum when it
 // is the one refused last (already audited), else nil.
-func (s *Sync) refusedBefore(sum [sha256.Size]byte) error {
+func (s *Sync) refusedBefore(sum [sha256.Size]byte, stamp string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.refusedErr != nil && s.refused == sum {
+	if s.refusedErr != nil && s.refused == sum && s.refusedStamp == stamp {
 		return s.refusedErr
 	}
 	return nil

@@ -92,6 +92,13 @@ func TestRefusedBundleWithoutETagAuditedOnce(t *testing.T) {
 	if len(evs) != 1 || hits.Load() != 3 {
 		t.Fatalf("%d BUNDLE_REJECTED events over %d polls; want 1", len(evs), hits.Load())
 	}
+	// Once its key is trusted, the same bytes are checked again and apply.
+	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
+	os.MkdirAll(filepath.Join(a.root, "trust"), 0o700)
+	os.WriteFile(filepath.Join(a.root, "trust", "backend.pub"), pub, 0o600)
+	if res, err := s.Poll(context.Background()); err != nil || res.Status != "applied" || res.Meta.BundleVersion != 7 {
+		t.Fatalf("poll after trusting the key: %+v, %v; want version 7 applied", res, err)
+	}
 }
 
 // Plain http:// is refused for registration and sync unless the backend

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -240,26 +241,31 @@ func (r *forwardRun) update(fn func(*ForwardStatus)) {
 // loop sends events after the cursor, moves the cursor as the target
 // confirms them, and after a failure reconnects and sends again from the
 // cursor: events in flight when a connection broke are sent twice, with
-// their own sequence numbers, never skipped.
+// their own sequence numbers, never skipped. Events come from a lossless
+// subscription started at the cursor (SubscribeFrom), which reads what is
+// behind from the store, so a target that was down catches up the way any
+// slow subscriber does.
 func (r *forwardRun) loop(ctx context.Context) {
 	log := r.f.log.With("target", r.name)
-	wake, unsubscribe := r.f.w.Subscribe()
-	defer unsubscribe()
 	acked, err := r.t.loadCursor()
 	if err != nil {
 		log.Error("read forwarding cursor; starting from the oldest stored event", "err", err)
 	}
-	last := r.lastStored()
-	r.update(func(s *ForwardStatus) { s.Cursor, s.Lag = acked, last-min(acked, last) })
+	last := max(r.lastStored(), acked)
+	r.update(func(s *ForwardStatus) { s.Cursor, s.Lag = acked, last-acked })
 	var (
 		s         sink
+		evs       <-chan Event
+		unsub     = func() {}
 		sent      = acked
 		saved     = acked
 		savedAt   time.Time
 		failures  int
+		batch     = make([]Event, 0, forwardBatch)
 		confirmTk = time.NewTicker(forwardConfirmPoll)
 	)
 	defer confirmTk.Stop()
+	defer func() { unsub() }()
 	save := func(force bool) {
 		if acked == saved || (!force && time.Since(savedAt) < forwardSaveEvery) {
 			return
@@ -275,7 +281,8 @@ func (r *forwardRun) loop(ctx context.Context) {
 			s.close()
 			s = nil
 		}
-		sent = acked
+		unsub()
+		evs, unsub = nil, func() {}
 		failures++
 		r.down(ctx, err, log)
 	}
@@ -300,79 +307,86 @@ func (r *forwardRun) loop(ctx context.Context) {
 			}
 			failures = 0
 			r.up(log)
+			sent = acked
+			evs, unsub = r.f.w.SubscribeFrom(acked + 1)
 		}
-		evs, _, err := Query(r.f.store, Filter{After: sent, Limit: forwardBatch})
-		if err != nil {
-			log.Error("read audit events to forward", "err", err)
-			if !sleepCtx(ctx, time.Second) {
-				return
+		var tick <-chan time.Time
+		if sent > acked || acked > saved {
+			tick = confirmTk.C
+		}
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-evs:
+			if !ok {
+				return // the writer closed
 			}
+			batch = collect(append(batch, e), evs)
+		case <-tick:
+		case <-s.dead():
+			fail(errors.New("connection closed by the receiver"))
 			continue
 		}
-		if len(evs) > 0 {
-			if sent > 0 && evs[0].Seq > sent+1 {
-				// Retention pruned events this target never confirmed.
-				skipped := evs[0].Seq - sent - 1
-				log.Warn("audit events pruned before they were forwarded", "from", sent+1, "to", evs[0].Seq-1)
-				r.update(func(st *ForwardStatus) { st.Skipped += skipped })
-			}
-			if err := s.send(evs); err != nil {
+		batch = r.after(batch, sent, log)
+		if len(batch) > 0 {
+			if err := s.send(batch); err != nil {
 				fail(err)
 				continue
 			}
-			sent = evs[len(evs)-1].Seq
-			last = max(last, sent)
+			sent = batch[len(batch)-1].Seq
+			if sent >= last {
+				last = r.lastStored()
+			}
 		}
 		c, err := s.confirmed(time.Now())
 		if err != nil {
 			fail(err)
 			continue
 		}
-		if c > acked {
-			acked = c
-			save(false)
-		}
-		r.update(func(st *ForwardStatus) { st.Cursor, st.Lag = acked, last-min(acked, last) })
-		r.f.lag.WithLabelValues(r.name).Set(float64(last - min(acked, last)))
-		if len(evs) == forwardBatch {
-			continue
-		}
-		var tick <-chan time.Time
-		if sent > acked || acked > saved {
-			tick = confirmTk.C
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-wake:
-			if !ok {
-				return
-			}
-			last = max(last, e.Seq)
-			last = max(last, drain(wake))
-		case <-tick:
-		case <-s.dead():
-			fail(fmt.Errorf("connection closed by the receiver"))
-		}
+		acked = max(acked, c)
 		save(false)
+		lag := max(last, acked) - acked
+		r.update(func(st *ForwardStatus) { st.Cursor, st.Lag = acked, lag })
+		r.f.lag.WithLabelValues(r.name).Set(float64(lag))
 	}
 }
 
-// drain empties wake (one query reads them all) and returns the highest
-// sequence number it held.
-func drain(wake <-chan Event) uint64 {
-	var hi uint64
-	for {
+// collect adds to batch what the subscription has ready, waiting a moment
+// for more (the subscription hands events over one at a time), up to
+// forwardBatch.
+func collect(batch []Event, evs <-chan Event) []Event {
+	t := time.NewTimer(2 * time.Millisecond)
+	defer t.Stop()
+	for len(batch) < forwardBatch {
 		select {
-		case e, ok := <-wake:
+		case e, ok := <-evs:
 			if !ok {
-				return hi
+				return batch
 			}
-			hi = max(hi, e.Seq)
-		default:
-			return hi
+			batch = append(batch, e)
+		case <-t.C:
+			return batch
 		}
 	}
+	return batch
+}
+
+// after drops events at or below sent (a cursor ahead of the store) and
+// counts a gap before the first one (retention pruned events this target
+// never confirmed).
+func (r *forwardRun) after(batch []Event, sent uint64, log *slog.Logger) []Event {
+	i := 0
+	for i < len(batch) && batch[i].Seq <= sent {
+		i++
+	}
+	batch = batch[i:]
+	if len(batch) > 0 && sent > 0 && batch[0].Seq > sent+1 {
+		skipped := batch[0].Seq - sent - 1
+		log.Warn("audit events pruned before they were forwarded", "from", sent+1, "to", batch[0].Seq-1)
+		r.update(func(st *ForwardStatus) { st.Skipped += skipped })
+	}
+	return batch
 }
 
 // lastStored is the sequence number of the newest stored event.

@@ -284,7 +284,7 @@ func TestForwardNeverBlocksAndAlerts(t *testing.T) {
 		}
 	}()
 	waitEvent(t, restoredCh, audit.AuditForwardRestored, 40*time.Second)
-	waitFor(t, 30*time.Second, "the backlog to drain", func() bool {
+	waitFor(t, 60*time.Second, "the backlog to drain", func() bool {
 		s := f.Status()
 		return len(s) == 1 && s[0].Connected && s[0].Lag == 0
 	})

@@ -138,6 +138,19 @@ func (s *subscriber) send(e Event) bool {
 // burst of one type cannot push out another. The writer never waits for a
 // subscriber. The channel closes after cancel or Close.
 func (w *Writer) Subscribe(types ...string) (<-chan Event, func()) {
+	return w.subscribe(0, types)
+}
+
+// SubscribeFrom is Subscribe starting at sequence number from instead of
+// now: the stored events from there on are read from the store first
+// (those retention pruned are skipped), then each new one, in order and
+// without loss. Forwarders resume from their cursor with it.
+func (w *Writer) SubscribeFrom(from uint64, types ...string) (<-chan Event, func()) {
+	return w.subscribe(max(from, 1), types)
+}
+
+// subscribe starts a subscription at from (0: now).
+func (w *Writer) subscribe(from uint64, types []string) (<-chan Event, func()) {
 	s := &subscriber{w: w, out: make(chan Event), types: map[string]bool{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for _, t := range types {
@@ -154,6 +167,11 @@ func (w *Writer) Subscribe(types ...string) (<-chan Event, func()) {
 	w.chainMu.Lock()
 	next := w.lastSeq + 1
 	w.chainMu.Unlock()
+	if from != 0 && from < next {
+		// Stored before the subscription: run reads them from the store
+		// first, as it does for a reader that fell behind.
+		s.lost, s.through, next = true, next-1, from
+	}
 	id := w.nextSub
 	w.nextSub++
 	w.subs[id] = s

@@ -132,3 +132,12 @@ func TestSessionKeyIsPerIdentity(t *testing.T) {
 		t.Fatalf("another plugin with the same session id: %v; want an answer", err)
 	}
 }
+
+// A user caller the transport could not name is refused, not evaluated
+// as the empty user.
+func TestUserCallerWithoutName(t *testing.T) {
+	f := setup(t, rootOnly)
+	if _, err := f.eng.Evaluate(context.Background(), engine.Caller{Kind: engine.CallerUser, UID: 4000}, req("root", "/usr/bin/id"), false); !errors.Is(err, engine.ErrNoCaller) {
+		t.Fatalf("Evaluate = %v; want ErrNoCaller", err)
+	}
+}

@@ -25,6 +25,9 @@ import (
 // ErrRateLimited is returned when a source's wait queue is full (HTTP 429).
 var ErrRateLimited = errors.New("rate limited: too many requests from this source")
 
+// ErrNoCaller is returned for a caller the engine cannot name.
+var ErrNoCaller = errors.New("caller not identified")
+
 // ErrAuditUnavailable is returned when an event that must be stored before
 // its action happens could not be: the action did not happen (HTTP 503).
 var ErrAuditUnavailable = errors.New("audit unavailable")

@@ -41,6 +41,11 @@ type Result struct {
 // and nothing it decided takes effect.
 func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, explain bool) (Result, error) {
 	if c.Kind == CallerUser {
+		if c.Name == "" {
+			// The transport resolves the name; a user it could not name is
+			// not evaluated under an empty one.
+			return Result{}, fmt.Errorf("%w: user caller uid %d has no name", ErrNoCaller, c.UID)
+		}
 		req.User, req.Groups, req.Machine = c.Name, c.Groups, e.opts.Machine
 	}
 	req.MFAVerified, req.Approved = false, false

@@ -17,8 +17,10 @@ build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/warden
 
 # Man pages of every command, generated from the cobra commands (cobra/doc).
-man: build
-	rm -rf man && ./$(BIN) gen-docs man man
+# gen-docs lives only in a binary built with -tags gendocs.
+man:
+	$(GO) build -tags gendocs -o bin/warden-gendocs ./cmd/warden
+	rm -rf man && bin/warden-gendocs gen-docs man man
 
 # The Debian package, built with nfpm (pinned in tools/nfpm/go.mod, its own
 # module so that its dependencies stay out of warden's).
@@ -28,10 +30,11 @@ DEB         := bin/warden_$(DEB_VERSION)_$(DEB_ARCH).deb
 deb:
 	rm -rf build/deb && mkdir -p build/deb/completion build/deb/doc bin
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -buildmode=pie -ldflags='-s -w' -o build/deb/warden ./cmd/warden
-	build/deb/warden gen-docs man build/deb/man && gzip -9n build/deb/man/*.1
-	build/deb/warden gen-docs bash build/deb/completion/warden.bash
-	build/deb/warden gen-docs zsh build/deb/completion/_warden
-	build/deb/warden gen-docs fish build/deb/completion/warden.fish
+	$(GO) build -tags gendocs -o bin/warden-gendocs ./cmd/warden
+	bin/warden-gendocs gen-docs man build/deb/man && gzip -9n build/deb/man/*.1
+	build/deb/warden completion bash > build/deb/completion/warden.bash
+	build/deb/warden completion zsh > build/deb/completion/_warden
+	build/deb/warden completion fish > build/deb/completion/warden.fish
 	cp README.md docs/*.md build/deb/doc/
 	printf 'warden ($(DEB_VERSION)) unstable; urgency=medium\n\n  * Build of %s.\n\n -- warden maintainers <warden@lists.example.org>  %s\n' \
 	  "$$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$$(date -R -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)})" \

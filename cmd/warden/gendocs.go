@@ -1,3 +1,5 @@
+//go:build gendocs
+
 package main
 
 import (
@@ -8,13 +10,14 @@ import (
 	"github.com/spf13/cobra/doc"
 )
 
-// gen-docs writes the man pages and shell completions the Debian package
-// ships (`make man`, `make deb`). Hidden: it is a build step, not an
-// operator's command.
+// gen-docs writes the man pages the Debian package ships (`make man`,
+// `make deb`). Hidden, and only in a binary built with -tags gendocs: it is
+// a build step, not an operator's command, and cobra/doc's markdown
+// renderer would cost every CLI start-up its package init.
 func init() {
 	cmd := &cobra.Command{
-		Use:    "gen-docs man|bash|zsh|fish DIR|FILE",
-		Short:  "Write man pages (cobra/doc) or a shell completion script",
+		Use:    "gen-docs man DIR",
+		Short:  "Write the man pages (cobra/doc)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -24,20 +27,13 @@ func init() {
 			if f := root.PersistentFlags().Lookup("root"); f != nil {
 				f.DefValue = "/opt/warden"
 			}
-			switch args[0] {
-			case "man":
-				if err := os.MkdirAll(args[1], 0o755); err != nil {
-					return err
-				}
-				return doc.GenManTree(root, &doc.GenManHeader{Title: "WARDEN", Section: "1", Source: "warden", Manual: "warden manual"}, args[1])
-			case "bash":
-				return root.GenBashCompletionFileV2(args[1], true)
-			case "zsh":
-				return root.GenZshCompletionFile(args[1])
-			case "fish":
-				return root.GenFishCompletionFile(args[1], true)
+			if args[0] != "man" {
+				return usageErr(fmt.Errorf("gen-docs %s: want man", args[0]))
 			}
-			return usageErr(fmt.Errorf("gen-docs %s: want man, bash, zsh or fish", args[0]))
+			if err := os.MkdirAll(args[1], 0o755); err != nil {
+				return err
+			}
+			return doc.GenManTree(root, &doc.GenManHeader{Title: "WARDEN", Section: "1", Source: "warden", Manual: "warden manual"}, args[1])
 		},
 	}
 	rootCmd.AddCommand(cmd)

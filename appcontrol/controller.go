@@ -56,6 +56,8 @@ type Controller struct {
 	hashes *hashCache
 	cur    atomic.Pointer[config]
 	done   atomic.Uint64 // the generation apply last finished with
+	// pidfdInfo is cleared once PIDFD_GET_INFO fails (kernels before 6.13).
+	pidfdInfo atomic.Bool
 
 	mu  sync.Mutex // group swaps
 	grp *group
@@ -108,6 +110,7 @@ func New(opts Options) (*Controller, error) {
 		return nil, err
 	}
 	c.exeDev, c.exeIno = st.Dev, st.Ino
+	c.pidfdInfo.Store(true)
 	return c, nil
 }
 
@@ -218,18 +221,8 @@ func (c *Controller) swap(g *group) {
 
 func (c *Controller) readLoop(g *group) {
 	defer c.wg.Done()
-	buf := make([]byte, 64<<10)
 	scratch := make([]byte, 4096)
-	for {
-		err := g.read(buf, func(ev *event) { c.handle(ev, scratch) })
-		if g.closed.Load() || errors.Is(err, os.ErrClosed) {
-			return
-		}
-		if err != nil {
-			c.log.Error("fanotify read", "err", err)
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	g.serve(func(ev *event) { c.handle(ev, scratch) }, func(err error) { c.log.Error("fanotify", "err", err) })
 }
 
 // handle answers one event. What is cheap happens here, on the reading
@@ -248,7 +241,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		ev.release()
 		return
 	}
-	sub, err := readSubject(ev.pid, ev.pidfd, scratch)
+	sub, err := c.subject(ev, cfg, scratch)
 	if err != nil {
 		// A process that is gone runs nothing; otherwise we cannot say
 		// who it is, and the fallback decides.
@@ -310,6 +303,19 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		}
 		ev.release()
 	}()
+}
+
+// subject says who runs the exec: from the pidfd when no policy needs
+// supplementary groups and the kernel can say, else from /proc.
+func (c *Controller) subject(ev *event, cfg *config, scratch []byte) (subject, error) {
+	if ev.pidfd >= 0 && !cfg.prof.Groups && c.pidfdInfo.Load() {
+		s, err := subjectFromPidfd(ev.pidfd)
+		if err == nil || errors.Is(err, errGone) {
+			return s, err
+		}
+		c.pidfdInfo.Store(false) // an older kernel: ask /proc from now on
+	}
+	return readSubject(ev.pid, ev.pidfd, scratch)
 }
 
 // answer responds once and counts it.

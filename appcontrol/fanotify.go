@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
+	"runtime"
 	"sync"
-	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,11 +15,20 @@ import (
 // group is one fanotify group (one file descriptor) with its marks.
 // Closing it drops the marks; the kernel answers the events still waiting
 // for it with allow.
+//
+// The descriptor is blocking and read by one goroutine locked to its
+// thread, sleeping in poll(2) on it and on an eventfd that close uses to
+// wake it: the kernel wakes that thread directly when an exec waits,
+// without a hop through Go's network poller, which costs more than the
+// whole decision on a busy machine.
 type group struct {
-	f      *os.File
+	fd     int
+	wake   int  // eventfd: close writes it, the reader returns
 	pidfd  bool // events carry a pidfd (FAN_REPORT_PIDFD)
 	mounts []string
-	closed atomic.Bool
+
+	mu     sync.RWMutex // writers of responses hold it shared; closing, exclusive
+	closed bool
 }
 
 // event is one exec the kernel reported. fd is the file being executed,
@@ -40,7 +49,7 @@ type event struct {
 // permission events. Every path must be a mount point: marking "the mount
 // that holds this folder" by mistake could be the root filesystem.
 func openGroup(mounts []string) (*group, error) {
-	const flags = unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_UNLIMITED_QUEUE
+	const flags = unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_UNLIMITED_QUEUE
 	eventFlags := uint(unix.O_RDONLY | unix.O_CLOEXEC | unix.O_LARGEFILE)
 	g := &group{mounts: mounts, pidfd: true}
 	fd, err := unix.FanotifyInit(flags|unix.FAN_REPORT_PIDFD, eventFlags)
@@ -51,16 +60,18 @@ func openGroup(mounts []string) (*group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
-	// A non-blocking descriptor goes through Go's poller, so Close wakes a
-	// reader blocked in Read.
-	g.f = os.NewFile(uintptr(fd), "fanotify")
+	g.fd = fd
+	if g.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
 	for _, m := range mounts {
 		if err := checkMountPoint(m); err != nil {
-			g.close()
+			g.release()
 			return nil, err
 		}
 		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, m); err != nil {
-			g.close()
+			g.release()
 			return nil, fmt.Errorf("fanotify_mark %s: %w", m, err)
 		}
 	}
@@ -79,19 +90,69 @@ func checkMountPoint(p string) error {
 	return nil
 }
 
+// close asks the reader to stop; the reader releases the descriptors.
 func (g *group) close() {
-	if g.closed.CompareAndSwap(false, true) {
-		g.f.Close()
+	var one [8]byte
+	one[0] = 1
+	unix.Write(g.wake, one[:])
+}
+
+// release closes the descriptors: the marks go, and the kernel lets every
+// exec still waiting for this group run.
+func (g *group) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		unix.Close(g.fd)
+		unix.Close(g.wake)
 	}
 }
 
-// read blocks for the next batch of events and calls fn for each. It
-// returns an error when the group is closed.
-func (g *group) read(buf []byte, fn func(*event)) error {
-	n, err := g.f.Read(buf)
-	if err != nil {
-		return err
+// serve reads events and calls fn for each until close is called, then
+// releases the group. It holds its OS thread throughout.
+func (g *group) serve(fn func(*event), onErr func(error)) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer g.release()
+	buf := make([]byte, 64<<10)
+	fds := []unix.PollFd{{Fd: int32(g.fd), Events: unix.POLLIN}, {Fd: int32(g.wake), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			onErr(fmt.Errorf("poll: %w", err))
+			return
+		}
+		if fds[1].Revents != 0 {
+			return
+		}
+		if fds[0].Revents&unix.POLLIN == 0 {
+			continue
+		}
+		n, err := unix.Read(g.fd, buf)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err == unix.EBADF {
+			onErr(fmt.Errorf("read: %w", err))
+			return
+		}
+		if err != nil { // EMFILE and the like: the kernel keeps the event for the next read
+			onErr(fmt.Errorf("read: %w", err))
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err := parse(g, buf[:n], fn); err != nil {
+			onErr(err)
+		}
 	}
+}
+
+// parse calls fn for each event in buf.
+func parse(g *group, buf []byte, fn func(*event)) error {
+	n := len(buf)
 	for off := 0; off+unix.FAN_EVENT_METADATA_LEN <= n; {
 		md := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
 		if md.Event_len < unix.FAN_EVENT_METADATA_LEN || off+int(md.Event_len) > n {
@@ -139,7 +200,11 @@ func (ev *event) respond(allow bool) bool {
 	binary.NativeEndian.PutUint32(b[0:], uint32(int32(ev.fd)))
 	binary.NativeEndian.PutUint32(b[4:], r)
 	// A closed group has already let the exec through.
-	_, _ = ev.g.f.Write(b[:])
+	ev.g.mu.RLock()
+	if !ev.g.closed {
+		_, _ = unix.Write(ev.g.fd, b[:])
+	}
+	ev.g.mu.RUnlock()
 	return true
 }
 

@@ -20,6 +20,34 @@ type subject struct {
 	gid    uint32
 	ppid   int
 	groups string // the Groups: line as the kernel writes it (sorted)
+	// full is set when groups was read; the pidfd's own answer
+	// (subjectFromPidfd) has the uid, gid and parent only.
+	full bool
+}
+
+// PIDFD_GET_INFO request bits (linux/pidfd.h).
+const (
+	pidfdInfoPID   = 1 << 0
+	pidfdInfoCreds = 1 << 1
+)
+
+var errNoCreds = errors.New("pidfd: no credentials in PIDFD_GET_INFO")
+
+// subjectFromPidfd asks the pidfd itself (Linux 6.13 and later): one
+// ioctl about exactly the process the kernel holds, no pid to race with,
+// but no supplementary groups.
+func subjectFromPidfd(pidfd int) (subject, error) {
+	info := unix.PidfdInfo{Mask: pidfdInfoPID | pidfdInfoCreds}
+	if err := unix.IoctlPidfdInfo(pidfd, &info); err != nil {
+		if err == unix.ESRCH {
+			return subject{}, errGone
+		}
+		return subject{}, err
+	}
+	if info.Mask&pidfdInfoCreds == 0 {
+		return subject{}, errNoCreds
+	}
+	return subject{uid: info.Ruid, gid: info.Rgid, ppid: int(info.Ppid)}, nil
 }
 
 var errGone = errors.New("process gone")
@@ -64,6 +92,7 @@ func readSubject(pid, pidfd int, buf []byte) (subject, error) {
 	if seen < 4 {
 		return s, errors.New(path + ": Uid, Gid, PPid or Groups missing")
 	}
+	s.full = true
 	// The process is held in exec by the kernel until we answer; if its
 	// pidfd still reaches it now, the status read was this process's.
 	if pidfd >= 0 && unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {

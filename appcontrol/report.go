@@ -45,6 +45,12 @@ type pending struct {
 // program can still be read.
 func (c *Controller) newReport(ev *event, sub subject, path string, st *unix.Stat_t, v verdict) report {
 	parent, _ := readlink("/proc/" + strconv.Itoa(sub.ppid) + "/exe")
+	if !sub.full { // the audit names every group: ask /proc while the process waits
+		var buf [4096]byte
+		if s, err := readSubject(ev.pid, ev.pidfd, buf[:]); err == nil {
+			sub = s
+		}
+	}
 	return report{v: v, uid: sub.uid, gid: sub.gid, groups: sub.groups, pid: ev.pid, ppid: sub.ppid, path: path,
 		parent: parent, dev: st.Dev, ino: st.Ino}
 }

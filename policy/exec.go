@@ -45,6 +45,8 @@ type Profile struct {
 	// TimeWindows is set when one of them has a time filter: its decision
 	// for the same request can change with the clock.
 	TimeWindows bool
+	// Groups is set when one of them filters on groups.
+	Groups bool
 }
 
 // Profile describes the policies of action.
@@ -62,6 +64,9 @@ func (ix *Index) Profile(action string) Profile {
 		}
 		if p.window != nil {
 			pr.TimeWindows = true
+		}
+		if len(p.groups) > 0 {
+			pr.Groups = true
 		}
 		for _, m := range p.apps {
 			if m.sha256 != "" {

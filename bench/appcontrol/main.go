@@ -1,0 +1,256 @@
+// Command appcontrol measures what application control costs an exec.
+//
+// It mounts two small tmpfs of its own (never a shared filesystem), copies
+// /usr/bin/true into both, and runs the exec controller with Settings
+// applicationControl.mounts naming only the first and 20 ApplicationControl
+// policies, none of which matches. Batches of execs (a shell loop, so that
+// the execs are not the controller's own children) alternate between the
+// marked mount ("on": every exec is a permission event the controller
+// answers) and the unmarked one ("off"), in one run; the report is the
+// median cost per exec of each and their ratio.
+//
+// It then measures the first exec of a file that must be hashed (a policy
+// filters on a sha256, so every new file is read once): fresh copies of a
+// small and a 10 MiB program, first exec on the marked mount against the
+// same on the unmarked one.
+//
+// With -plain MARKED,UNMARKED it runs no controller and only times the two
+// programs given (bench/appcontrol/fapolicyd.sh uses it for fapolicyd).
+//
+//	sudo go run ./bench/appcontrol [-execs 1000] [-batch 50]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"warden/appcontrol"
+	"warden/audit"
+	"warden/schema"
+	"warden/state"
+)
+
+func main() {
+	execs := flag.Int("execs", 1000, "execs per side")
+	batch := flag.Int("batch", 50, "execs per timed batch")
+	plain := flag.String("plain", "", "MARKED,UNMARKED: only time these two programs")
+	firsts := flag.Int("firsts", 30, "fresh files per first-exec measurement")
+	flag.Parse()
+	if *plain != "" {
+		on, off, ok := strings.Cut(*plain, ",")
+		if !ok {
+			log.Fatal("-plain MARKED,UNMARKED")
+		}
+		sideBySide("plain", on, off, *execs, *batch)
+		return
+	}
+	if os.Geteuid() != 0 {
+		log.Fatal("run as root: fanotify permission events and mounts")
+	}
+	dir, err := os.MkdirTemp("", "wdn-appctl-bench")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	marked, unmarked := mount(dir, "on"), mount(dir, "off")
+	defer unix.Unmount(marked, unix.MNT_DETACH)
+	defer unix.Unmount(unmarked, unix.MNT_DETACH)
+	on, off := filepath.Join(marked, "true"), filepath.Join(unmarked, "true")
+	copyFile("/usr/bin/true", on, 0)
+	copyFile("/usr/bin/true", off, 0)
+
+	st, err := state.Open(filepath.Join(dir, "store"), state.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	aw, err := audit.NewWriter(st, audit.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer aw.Close()
+	c, err := appcontrol.New(appcontrol.Options{Root: filepath.Join(dir, "root"), Store: st, Audit: aw,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	apply(st, 1, marked, "")
+	waitActive(c)
+	fmt.Printf("machine: %s, %d CPUs; kernel %s\n", hostCPU(), cpus(), kernel())
+	sideBySide("warden, 20 policies none matching", on, off, *execs, *batch)
+	s := c.Stats()
+	fmt.Printf("  controller: %d events, %d from the cache, %d fallbacks\n", s.Events.Load(), s.Cached.Load(), s.Fallback.Load())
+
+	// First exec of a file that needs hashing.
+	apply(st, 2, marked, strings.Repeat("ab", 32))
+	waitActive(c)
+	for _, size := range []int64{0, 10 << 20} {
+		var tOn, tOff, tAgain []time.Duration
+		for i := range *firsts {
+			a, b := filepath.Join(marked, fmt.Sprintf("f%d-%d", size, i)), filepath.Join(unmarked, fmt.Sprintf("f%d-%d", size, i))
+			copyFile("/usr/bin/true", a, size)
+			copyFile("/usr/bin/true", b, size)
+			tOff = append(tOff, timeOne(b))
+			tOn = append(tOn, timeOne(a))
+			tAgain = append(tAgain, timeOne(a))
+			os.Remove(a)
+			os.Remove(b)
+		}
+		fmt.Printf("first exec, %s program (sha256 needed): on %v, off %v, +%v; second exec on %v (median of %d, each `sh -c PROG`)\n",
+			sizeName(size), median(tOn), median(tOff), median(tOn)-median(tOff), median(tAgain), *firsts)
+	}
+}
+
+// sideBySide alternates timed batches on the two programs and prints the
+// median cost per exec of each.
+func sideBySide(name, on, off string, execs, batch int) {
+	runBatch(on, batch) // warm up: page cache, decision cache
+	runBatch(off, batch)
+	var tOn, tOff []time.Duration
+	for i := 0; i < execs/batch; i++ {
+		first, second := &tOn, &tOff
+		a, b := on, off
+		if i%2 == 1 {
+			first, second, a, b = &tOff, &tOn, off, on
+		}
+		*first = append(*first, runBatch(a, batch)/time.Duration(batch))
+		*second = append(*second, runBatch(b, batch)/time.Duration(batch))
+	}
+	mOn, mOff := median(tOn), median(tOff)
+	fmt.Printf("%s: %d execs each side in batches of %d: per exec on %v, off %v, ratio %.3f\n",
+		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff))
+}
+
+// runBatch runs prog n times from one shell and returns the time taken.
+func runBatch(prog string, n int) time.Duration {
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do %s || exit 1; i=$((i+1)); done", n, prog)
+	start := time.Now()
+	if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+		log.Fatalf("%s: %v %s", prog, err, out)
+	}
+	return time.Since(start)
+}
+
+func timeOne(prog string) time.Duration {
+	start := time.Now()
+	if out, err := exec.Command("/bin/sh", "-c", prog).CombinedOutput(); err != nil {
+		log.Fatalf("%s: %v %s", prog, err, out)
+	}
+	return time.Since(start)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// apply makes the next generation: the settings marking mnt and 20
+// ApplicationControl deny policies that match nothing here; sha, when set,
+// adds one filtering on that sha256, so that every new file is hashed.
+func apply(st *state.Store, gen int64, mnt, sha string) {
+	docs := []string{`{"kind": "Settings", "id": "agent", "spec": {"applicationControl": {"mounts": ["` + mnt + `"]}}}`}
+	for i := range 20 {
+		docs = append(docs, fmt.Sprintf(`{"kind": "Policy", "id": "p%d", "spec": {"name": "p%d", "type": "ApplicationControl",
+			"status": "enforce", "priority": %d, "controls": ["deny"], "filters": {"users": ["user-%d", "ops-*"],
+			"applications": [{"path": "/opt/vendor-%d/bin/*"}, {"path": "%s/never-%d"}]}}}`, i, i, i, i, i, mnt, i))
+	}
+	if sha != "" {
+		docs = append(docs, `{"kind": "Policy", "id": "by-hash", "spec": {"name": "by-hash", "type": "ApplicationControl",
+			"status": "enforce", "controls": ["deny"], "filters": {"applications": [{"sha256": "`+sha+`"}]}}}`)
+	}
+	var ds []*schema.Document
+	for i, d := range docs {
+		doc, err := schema.Validate(fmt.Sprintf("d%d.json", i), []byte(d))
+		if err != nil {
+			log.Fatal(err)
+		}
+		ds = append(ds, doc)
+	}
+	if _, err := st.ApplyGeneration(state.Apply{BundleVersion: gen, Source: "bench", Docs: ds}); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func waitActive(c *appcontrol.Controller) {
+	for range 500 {
+		if c.Status()["active"] == true {
+			time.Sleep(50 * time.Millisecond) // let the generation settle
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	log.Fatal("controller not active")
+}
+
+func mount(dir, name string) string {
+	p := filepath.Join(dir, name)
+	if err := os.Mkdir(p, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := unix.Mount("wdn-appctl-bench", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64m,mode=0755"); err != nil {
+		log.Fatal(err)
+	}
+	return p
+}
+
+func copyFile(src, dst string, pad int64) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if pad > 0 {
+		data = append(data, make([]byte, pad)...)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func sizeName(pad int64) string {
+	if pad == 0 {
+		return "35 KiB (/usr/bin/true)"
+	}
+	return fmt.Sprintf("%d MiB", pad>>20)
+}
+
+func cpus() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
+}
+
+func kernel() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func hostCPU() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return "unknown CPU"
+}

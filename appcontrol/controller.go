@@ -70,11 +70,14 @@ type Controller struct {
 
 // Stats counts what the controller did since it started.
 type Stats struct {
-	Events   atomic.Uint64 // permission events answered
-	Cached   atomic.Uint64 // answered from the decision cache
-	Denied   atomic.Uint64 // answered deny (fallbacks included)
-	Fallback atomic.Uint64 // answered with the fallback (deadline passed, or too busy)
-	Dropped  atomic.Uint64 // audit reports dropped because the queue was full
+	Events atomic.Uint64 // permission events answered
+	Cached atomic.Uint64 // answered from the decision cache
+	// CachedNanos is the time spent on those, from the event read to the
+	// answer written (the controller's share of a cached exec).
+	CachedNanos atomic.Uint64
+	Denied      atomic.Uint64 // answered deny (fallbacks included)
+	Fallback    atomic.Uint64 // answered with the fallback (deadline passed, or too busy)
+	Dropped     atomic.Uint64 // audit reports dropped because the queue was full
 }
 
 // config is one generation's view: the compiled ApplicationControl
@@ -235,6 +238,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		return
 	}
 	c.stats.Events.Add(1)
+	now := time.Now()
 	cfg := c.cur.Load()
 	if ev.pid == c.pid {
 		c.answer(ev, true)
@@ -264,8 +268,8 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		return
 	}
 	key := cacheKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim, uid: sub.uid, gid: sub.gid, groups: sub.groups, path: path}
-	now := c.opts.Now()
-	if v, ok := cfg.cache.get(key, now); ok {
+	if v, ok := cfg.cache.get(key, c.opts.Now()); ok {
+		defer func() { c.stats.CachedNanos.Add(uint64(time.Since(now))) }()
 		c.stats.Cached.Add(1)
 		if v.report {
 			r := c.newReport(ev, sub, path, &st, v)
@@ -290,7 +294,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 	go func() {
 		defer c.wg.Done()
 		defer func() { <-c.sem }()
-		v := c.decide(cfg, ev, sub, path, &st, now)
+		v := c.decide(cfg, ev, sub, path, &st, c.opts.Now())
 		timer.Stop()
 		cfg.cache.put(key, v)
 		if v.report {
@@ -313,6 +317,7 @@ func (c *Controller) subject(ev *event, cfg *config, scratch []byte) (subject, e
 		if err == nil || errors.Is(err, errGone) {
 			return s, err
 		}
+		c.log.Info("PIDFD_GET_INFO unavailable; reading /proc/<pid>/status", "err", err)
 		c.pidfdInfo.Store(false) // an older kernel: ask /proc from now on
 	}
 	return readSubject(ev.pid, ev.pidfd, scratch)

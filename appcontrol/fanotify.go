@@ -110,10 +110,14 @@ func (g *group) release() {
 }
 
 // serve reads events and calls fn for each until close is called, then
-// releases the group. It holds its OS thread throughout.
+// releases the group. It holds its OS thread throughout, raised to nice
+// -10: every exec on the watched mounts waits for this thread, and on a
+// busy machine a thread of ordinary priority waits for a CPU longer than
+// it takes to answer. The thread is not unlocked: it ends with the
+// goroutine, so its priority goes with it.
 func (g *group) serve(fn func(*event), onErr func(error)) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -10) // best effort
 	defer g.release()
 	buf := make([]byte, 64<<10)
 	fds := []unix.PollFd{{Fd: int32(g.fd), Events: unix.POLLIN}, {Fd: int32(g.wake), Events: unix.POLLIN}}

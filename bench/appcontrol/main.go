@@ -94,9 +94,10 @@ func main() {
 	apply(st, 1, marked, "")
 	waitActive(c)
 	fmt.Printf("machine: %s, %d CPUs; kernel %s\n", hostCPU(), cpus(), kernel())
-	sideBySide("warden, 20 policies none matching", on, off, *execs, *batch)
+	cpuOn := sideBySide("warden, 20 policies none matching", on, off, *execs, *batch)
 	s := c.Stats()
-	fmt.Printf("  controller: %d events, %d from the cache, %d fallbacks\n", s.Events.Load(), s.Cached.Load(), s.Fallback.Load())
+	fmt.Printf("  controller: %d events, %d from the cache (%v each, event read to answer written), %d fallbacks; agent CPU (user+sys) per exec on the watched mount: %v\n",
+		s.Events.Load(), s.Cached.Load(), time.Duration(s.CachedNanos.Load()/max(s.Cached.Load(), 1)), s.Fallback.Load(), cpuOn/time.Duration(*execs))
 
 	// First exec of a file that needs hashing.
 	apply(st, 2, marked, strings.Repeat("ab", 32))
@@ -119,23 +120,44 @@ func main() {
 }
 
 // sideBySide alternates timed batches on the two programs and prints the
-// median cost per exec of each.
-func sideBySide(name, on, off string, execs, batch int) {
+// median cost per exec of each. It returns the CPU time this process spent
+// during the batches on the watched program, less that during the others:
+// the controller's CPU cost (the shells are children, counted apart).
+func sideBySide(name, on, off string, execs, batch int) time.Duration {
 	runBatch(on, batch) // warm up: page cache, decision cache
 	runBatch(off, batch)
 	var tOn, tOff []time.Duration
+	var cpuOn, cpuOff time.Duration
+	var ratios []float64 // of each pair of neighbouring batches: robust to the load drifting
 	for i := 0; i < execs/batch; i++ {
-		first, second := &tOn, &tOff
-		a, b := on, off
-		if i%2 == 1 {
-			first, second, a, b = &tOff, &tOn, off, on
+		var dOn, dOff time.Duration
+		c0 := cpu()
+		if i%2 == 0 {
+			dOn = runBatch(on, batch)
+			c1 := cpu()
+			dOff = runBatch(off, batch)
+			cpuOn, cpuOff = cpuOn+c1-c0, cpuOff+cpu()-c1
+		} else {
+			dOff = runBatch(off, batch)
+			c1 := cpu()
+			dOn = runBatch(on, batch)
+			cpuOff, cpuOn = cpuOff+c1-c0, cpuOn+cpu()-c1
 		}
-		*first = append(*first, runBatch(a, batch)/time.Duration(batch))
-		*second = append(*second, runBatch(b, batch)/time.Duration(batch))
+		tOn, tOff = append(tOn, dOn/time.Duration(batch)), append(tOff, dOff/time.Duration(batch))
+		ratios = append(ratios, float64(dOn)/float64(dOff))
 	}
 	mOn, mOff := median(tOn), median(tOff)
-	fmt.Printf("%s: %d execs each side in batches of %d: per exec on %v, off %v, ratio %.3f\n",
-		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff))
+	slices.Sort(ratios)
+	fmt.Printf("%s: %d execs each side in batches of %d: median per exec on %v, off %v, ratio %.3f; median ratio of paired batches %.3f\n",
+		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff), ratios[len(ratios)/2])
+	return max(cpuOn-cpuOff, 0)
+}
+
+// cpu is the user and system time of this process so far.
+func cpu() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runBatch runs prog n times from one shell and returns the time taken.

@@ -70,7 +70,7 @@ func init() {
 	f.StringVar(&groups, "groups", "", "the user's groups, comma-separated")
 	f.StringVar(&req.Machine, "machine", "", "machine name")
 	f.StringVar(&req.SessionID, "session", "", "session id")
-	f.StringVar(&req.Action, "action", "elevate", "elevate, file-access or command")
+	f.StringVar(&req.Action, "action", "elevate", "elevate, file-access, command or exec (ApplicationControl)")
 	f.StringVar(&req.Application.Path, "app", "", "application path")
 	f.StringVar(&req.Application.SHA256, "sha256", "", "application SHA-256")
 	f.StringVar(&req.Application.CommandLine, "cmdline", "", "command line")

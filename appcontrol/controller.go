@@ -224,7 +224,7 @@ func (c *Controller) swap(g *group) {
 
 func (c *Controller) readLoop(g *group) {
 	defer c.wg.Done()
-	scratch := make([]byte, 4096)
+	scratch := make([]byte, statusBuf)
 	g.serve(func(ev *event) { c.handle(ev, scratch) }, func(err error) { c.log.Error("fanotify", "err", err) })
 }
 

@@ -52,6 +52,10 @@ func subjectFromPidfd(pidfd int) (subject, error) {
 
 var errGone = errors.New("process gone")
 
+// statusBuf holds /proc/<pid>/status with a Groups line of thousands of
+// groups.
+const statusBuf = 64 << 10
+
 // readSubject reads /proc/<pid>/status into s. buf is scratch space.
 func readSubject(pid, pidfd int, buf []byte) (subject, error) {
 	var s subject
@@ -65,7 +69,25 @@ func readSubject(pid, pidfd int, buf []byte) (subject, error) {
 	if err != nil {
 		return s, err
 	}
-	data := buf[:n]
+	if n == len(buf) { // a Groups line this long would be cut: do not guess
+		return s, errors.New(path + ": larger than " + strconv.Itoa(len(buf)) + " bytes")
+	}
+	s, err = parseStatus(buf[:n])
+	if err != nil {
+		return s, errors.New(path + ": " + err.Error())
+	}
+	// The process is held in exec by the kernel until we answer; if its
+	// pidfd still reaches it now, the status read was this process's.
+	if pidfd >= 0 && unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		return s, errGone
+	}
+	return s, nil
+}
+
+// parseStatus reads PPid, the real Uid and Gid, and Groups from the text
+// of /proc/<pid>/status.
+func parseStatus(data []byte) (subject, error) {
+	var s subject
 	var seen int
 	for len(data) > 0 && seen < 4 {
 		line := data
@@ -90,14 +112,9 @@ func readSubject(pid, pidfd int, buf []byte) (subject, error) {
 		}
 	}
 	if seen < 4 {
-		return s, errors.New(path + ": Uid, Gid, PPid or Groups missing")
+		return s, errors.New("Uid, Gid, PPid or Groups missing")
 	}
 	s.full = true
-	// The process is held in exec by the kernel until we answer; if its
-	// pidfd still reaches it now, the status read was this process's.
-	if pidfd >= 0 && unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
-		return s, errGone
-	}
 	return s, nil
 }
 

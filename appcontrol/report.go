@@ -46,8 +46,7 @@ type pending struct {
 func (c *Controller) newReport(ev *event, sub subject, path string, st *unix.Stat_t, v verdict) report {
 	parent, _ := readlink("/proc/" + strconv.Itoa(sub.ppid) + "/exe")
 	if !sub.full { // the audit names every group: ask /proc while the process waits
-		var buf [4096]byte
-		if s, err := readSubject(ev.pid, ev.pidfd, buf[:]); err == nil {
+		if s, err := readSubject(ev.pid, ev.pidfd, make([]byte, statusBuf)); err == nil {
 			sub = s
 		}
 	}

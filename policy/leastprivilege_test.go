@@ -34,3 +34,22 @@ func TestLeastPrivilegeGroupsPolicyDecidesNoRequest(t *testing.T) {
 		t.Fatalf("decision %+v, want allow by allow-id", d)
 	}
 }
+
+func TestMatchesMachine(t *testing.T) {
+	for _, c := range []struct {
+		patterns []string
+		machine  string
+		want     bool
+	}{
+		{nil, "ws-17", true},
+		{[]string{"*"}, "ws-17", true},
+		{[]string{"srv-*"}, "ws-17", false},
+		{[]string{"srv-*", "ws-*"}, "ws-17", true},
+		{[]string{"ws-17"}, "ws-17", true},
+		{[]string{"ws-1"}, "ws-17", false},
+	} {
+		if got := MatchesMachine(c.patterns, c.machine); got != c.want {
+			t.Errorf("MatchesMachine(%q, %q) = %v, want %v", c.patterns, c.machine, got, c.want)
+		}
+	}
+}

@@ -100,3 +100,20 @@ func (p *compiled) firstFolder(s string, v vars) int {
 	}
 	return -1
 }
+
+// MatchesMachine reports whether a policy's machines filter selects the
+// machine (an empty filter selects every machine), with the patterns as
+// the engine matches them. Controllers that apply a policy to the machine
+// itself (LeastPrivilege's admin groups) use it; a pattern that does not
+// compile selects nothing.
+func MatchesMachine(patterns []string, machine string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if g, err := compileGlob(p, false); err == nil && g.match(machine, vars{machine: machine}) {
+			return true
+		}
+	}
+	return false
+}

@@ -17,11 +17,13 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"warden/audit"
+	"warden/policy"
 	"warden/schema"
 )
 
 // Groups is the controller of LeastPrivilege policies (those with a
-// leastPrivilege block; status off ignored). Each admin group holds only
+// leastPrivilege block whose machines filter selects this machine; status
+// off ignored). Each admin group holds only
 // the policies' standingAdmins: anyone else is removed with gpasswd -d
 // (status enforce) or only reported (monitor), as drift of kind
 // GroupMembership whose record names the user and the group, so a removal
@@ -38,6 +40,7 @@ type Groups struct {
 	ctrl      *Controller
 	sudoers   string // main sudoers file, read with cvtsudoers
 	groupFile string // /etc/group
+	machine   string // matched against the policies' machines filter
 
 	mu   sync.Mutex
 	keys map[string]bool // every key named so far: a group a removed policy named settles too
@@ -60,7 +63,8 @@ func (g *Groups) desired() (map[string]*adminGroup, error) {
 	out := map[string]*adminGroup{}
 	for _, d := range g.m.store.Current().Docs {
 		p := d.Policy()
-		if p == nil || p.Type != "LeastPrivilege" || p.LeastPrivilege == nil || p.Status == "off" {
+		if p == nil || p.Type != "LeastPrivilege" || p.LeastPrivilege == nil || p.Status == "off" ||
+			!policy.MatchesMachine(p.Filters.Machines, g.machine) {
 			continue
 		}
 		groups := p.LeastPrivilege.AdminGroups

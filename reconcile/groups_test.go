@@ -91,6 +91,27 @@ func TestLeastPrivilegeMonitorOnlyReports(t *testing.T) {
 	e.waitFor("drift corrected", func() bool { return e.hasDrift(KindGroupMembership, grp, field, state.DriftCorrected) })
 }
 
+// A policy for other machines changes nothing here.
+func TestLeastPrivilegeOtherMachine(t *testing.T) {
+	needRoot(t, "gpasswd", "cvtsudoers")
+	grp := testGroup(t)
+	u := testUser(t)
+	run(t, "gpasswd", "-a", u.Username, grp)
+	e, _ := privEnv(t, nil)
+	doc := strings.Replace(string(leastPrivilegeJSON("enforce", grp)), `"machines": ["*"]`, `"machines": ["wdn-grants-elsewhere-*"]`, 1)
+	e.apply(validated(t, []byte(doc))...)
+	e.start()
+	e.waitQuiet()
+	if !slices.Contains(members(t, grp), u.Username) {
+		t.Fatal("a policy for other machines removed the user")
+	}
+	for _, r := range e.drift() {
+		if r.Kind == KindGroupMembership || r.Kind == KindStandingPrivilege {
+			t.Fatalf("drift for another machine's policy:%s", fmtDrift(e.drift()))
+		}
+	}
+}
+
 func TestStandingSudoRuleReported(t *testing.T) {
 	needRoot(t, "gpasswd", "cvtsudoers", "visudo")
 	dir := sudoersFolder(t)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -45,6 +46,9 @@ type PrivilegeOptions struct {
 	Sudoers string
 	// GroupFile is the group database watched (default /etc/group).
 	GroupFile string
+	// Machine is this machine's name, matched against LeastPrivilege
+	// policies' machines filter (default os.Hostname).
+	Machine string
 }
 
 // AddPrivileges adds the sudoers, acl and groups controllers.
@@ -55,10 +59,13 @@ func (m *Manager) AddPrivileges(o PrivilegeOptions) (*Privileges, error) {
 	if o.GroupFile == "" {
 		o.GroupFile = "/etc/group"
 	}
+	if o.Machine == "" {
+		o.Machine, _ = os.Hostname()
+	}
 	p := &Privileges{
 		Sudoers: &Sudoers{m: m, sudoers: o.Sudoers, written: map[string][32]byte{}},
 		ACL:     &ACL{m: m},
-		Groups:  &Groups{m: m, sudoers: o.Sudoers, groupFile: o.GroupFile},
+		Groups:  &Groups{m: m, sudoers: o.Sudoers, groupFile: o.GroupFile, machine: o.Machine},
 	}
 	var err error
 	if p.Sudoers.ctrl, err = m.Add(SudoersController, p.Sudoers, ControllerOptions{}); err != nil {

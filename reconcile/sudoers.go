@@ -316,7 +316,10 @@ func (s *Sudoers) checkActive(g state.Grant, rule string) error {
 // triggers wakes the controller when a grant is created or deleted, and
 // when something changes in the sudoers folder.
 func (s *Sudoers) triggers(ctx context.Context) {
-	go watchGrants(ctx, s.m, s.ctrl)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); watchGrants(ctx, s.m, s.ctrl) }()
 	dirs := make(chan string, 1)
 	s.m.OnSettings(func(*schema.SettingsSpec) {
 		select {

@@ -201,6 +201,11 @@ func TestRules(t *testing.T) {
 		{"settings spec missing", settings, "spec", ``, `^settings.json: spec: required field is missing$`},
 		{"settings spec empty", settings, "spec", `{}`, ""},
 		{"backend url scheme", settings, "spec.backend.url", `"ftp://x"`, `^settings.json: spec.backend.url: invalid value "ftp://x"`},
+		{"backend url plain http", settings, "spec.backend.url", `"http://backend.example/v1"`, `^settings.json: spec.backend.url: invalid value "http://backend.example/v1"`},
+		{"backend url plain http lookalike", settings, "spec.backend.url", `"http://127.0.0.1.evil.example/v1"`, `spec.backend.url: invalid value`},
+		{"backend url plain http loopback", settings, "spec.backend.url", `"http://127.0.0.1:8443/v1"`, ""},
+		{"backend url plain http localhost", settings, "spec.backend.url", `"http://localhost/v1"`, ""},
+		{"backend url plain http ipv6 loopback", settings, "spec.backend.url", `"http://[::1]:8443"`, ""},
 		// Plugin executable stays below Plugins/
 		{"exe absolute", plugin, "spec.executable", `"/usr/bin/heartbeat"`, `^plugins/heartbeat.json: spec.executable: invalid value "/usr/bin/heartbeat"`},
 		{"exe dotdot", plugin, "spec.executable", `"Plugins/../bin/sh"`, `^plugins/heartbeat.json: spec.executable: invalid value "Plugins/../bin/sh"`},

@@ -112,10 +112,18 @@ func TestPlainHTTPBackendRefused(t *testing.T) {
 			t.Errorf("register with %s: %v; want ErrPlainHTTP", u, err)
 		}
 	}
-	setBackend(t, a.store, 1, `{"url": "http://backend.example/v1"}`)
+	// The schema refuses such a Settings document; a registration kept
+	// from an older agent is refused at use.
+	if _, err := schema.Validate("settings.json", []byte(`{"kind": "Settings", "id": "agent", "spec": {"backend": {"url": "http://backend.example/v1"}}}`)); err == nil {
+		t.Error("Settings with backend.url http://backend.example validated")
+	}
+	if err := a.store.Put(state.Secrets, source.RegistrationKey, source.Registration{URL: "http://backend.example/v1",
+		AgentID: "a1", Credential: "s3cret", Group: "lab", RegisteredAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
 	s := source.NewSync(a.store, a.p, a.root, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := s.Poll(context.Background()); !errors.Is(err, source.ErrPlainHTTP) {
-		t.Errorf("poll of http://backend.example: %v; want ErrPlainHTTP", err)
+		t.Errorf("poll of a registration at http://backend.example: %v; want ErrPlainHTTP", err)
 	}
 	// Loopback stays allowed (tests, a local mirror).
 	for i, u := range []string{"http://127.0.0.1:1/v1", "http://localhost:1/v1", "http://[::1]:1/v1"} {

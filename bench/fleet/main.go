@@ -75,7 +75,7 @@ func main() {
 		results = append(results, runMode(c, m))
 	}
 	fmt.Println()
-	fmt.Println("| mode | agents | publish to BUNDLE_APPLIED p50 / p99 / max | requests per agent-hour idle | bytes per agent-hour idle (responses) | idle answers | agent RSS total (per agent) | server CPU idle / publish | load (1 min) |")
+	fmt.Println("| mode | agents | publish to BUNDLE_APPLIED p50 / p99 / max | requests per agent-hour idle | bytes per agent-hour idle (responses) | idle answers | agent RSS total (per agent) | server CPU idle / to deliver the new bundle | load (1 min) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		fmt.Println(r.row())
@@ -83,22 +83,23 @@ func main() {
 }
 
 type result struct {
-	mode                string
-	agents, applied     int
-	p50, p99, max       time.Duration
-	reqPerHour          float64
-	bytesPerHour        float64
-	idleAnswers         string
-	rssKB               int64
-	cpuIdle, cpuPublish float64 // fraction of one core
-	load                string
+	mode            string
+	agents, applied int
+	p50, p99, max   time.Duration
+	reqPerHour      float64
+	bytesPerHour    float64
+	idleAnswers     string
+	rssKB           int64
+	cpuIdle         float64       // fraction of one core
+	cpuPublish      time.Duration // CPU time from publish to the last agent's apply
+	load            string
 }
 
 func (r result) row() string {
-	return fmt.Sprintf("| %s | %d (%d applied) | %s / %s / %s | %.1f | %.0f | %s | %.0f MB (%.1f MB) | %.1f%% / %.1f%% | %s |",
+	return fmt.Sprintf("| %s | %d (%d applied) | %s / %s / %s | %.1f | %.0f | %s | %.0f MB (%.1f MB) | %.2f%% of a core / %s | %s |",
 		r.mode, r.agents, r.applied, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond),
 		r.reqPerHour, r.bytesPerHour, r.idleAnswers, float64(r.rssKB)/1024, float64(r.rssKB)/1024/float64(max(r.agents, 1)),
-		100*r.cpuIdle, 100*r.cpuPublish, r.load)
+		100*r.cpuIdle, r.cpuPublish, r.load)
 }
 
 // server is the bundle host of one mode.
@@ -170,8 +171,8 @@ func runMode(c config, mode string) result {
 	t0 := time.Now()
 	publish(v2, srv.bundlePath())
 	f.waitApplied(2, c.publishTO)
-	took := time.Since(t0)
-	r.cpuPublish = float64(cpuTicks(srv.pid())-cpu2) / 100 / took.Seconds()
+	r.cpuPublish = time.Duration(cpuTicks(srv.pid())-cpu2) * 10 * time.Millisecond
+
 	lat := f.latencies(2, t0)
 	r.applied = len(lat)
 	if len(lat) > 0 {

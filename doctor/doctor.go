@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"warden/audit"
 	"warden/schema"
 )
 
@@ -72,6 +73,9 @@ type Data struct {
 	AuditEvents  int
 	AuditBroken  string // empty when the chain is intact
 	AuditChecked bool
+	// Forward is the running agent's audit forwarding state (status
+	// auditForward); nil when the agent is not running.
+	Forward []audit.ForwardStatus
 }
 
 // Grant is the part of a grant doctor needs.

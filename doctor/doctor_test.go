@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"warden/agent"
+	"warden/audit"
 )
 
 // healthy builds an Env on real files that passes (or skips) every check:
@@ -149,6 +150,10 @@ func TestEachCheckBreaks(t *testing.T) {
 		{"log-level", Warn, func(t *testing.T, e *Env) { setSetting(t, e, "logging", map[string]any{"level": "Debug"}) }},
 		{"audit-chain", Fail, func(t *testing.T, e *Env) { e.Data.AuditBroken = "event 7: hash mismatch" }},
 		{"audit-forwarding", Warn, func(t *testing.T, e *Env) { setSetting(t, e, "audit", map[string]any{}) }},
+		{"audit-forwarding", Warn, func(t *testing.T, e *Env) {
+			since := time.Now().Add(-time.Hour)
+			e.Data.Forward = []audit.ForwardStatus{{Target: "syslog:siem.example:6514", Alerted: true, DownSince: &since, Lag: 42, LastError: "connection refused"}}
+		}},
 		{"backend-registration", Fail, func(t *testing.T, e *Env) {
 			setSetting(t, e, "backend", map[string]any{"url": "https://backend.example/v1"})
 			no := false

@@ -44,6 +44,12 @@ func (e *Env) GatherFromAgent() {
 		BrokenAt uint64 `json:"brokenAt"`
 		Reason   string `json:"reason"`
 	}
+	var st struct {
+		AuditForward []audit.ForwardStatus `json:"auditForward"`
+	}
+	if e.Agent.Get("/api/v1/status", &st) == nil {
+		e.Data.Forward = st.AuditForward
+	}
 	if e.Agent.Get("/api/v1/audit/verify", &v) == nil {
 		e.Data.AuditChecked, e.Data.AuditEvents = true, v.Events
 		if !v.Intact {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // appSettings reads the materialized ROOT/appsettings.json: what the
@@ -106,6 +107,17 @@ func checkForwarding(e *Env) Result {
 			if m, ok := f.(map[string]any); ok {
 				kinds = append(kinds, fmt.Sprint(m["type"]))
 			}
+		}
+		var down []string
+		for _, f := range e.Data.Forward {
+			if f.Alerted {
+				down = append(down, fmt.Sprintf("%s (down since %s, %d events waiting: %s)",
+					f.Target, f.DownSince.UTC().Format(time.RFC3339), f.Lag, f.LastError))
+			}
+		}
+		if len(down) > 0 {
+			return warn("audit forwarding target unreachable: "+strings.Join(down, "; "),
+				"events wait in the store until retention prunes them; check the receiver, its address and certificates (warden status -o json, auditForward)")
 		}
 		return pass("audit forwarded to " + strings.Join(kinds, ", "))
 	}

@@ -253,6 +253,7 @@ func (r *forwardRun) loop(ctx context.Context) {
 	}
 	last := max(r.lastStored(), acked)
 	r.update(func(s *ForwardStatus) { s.Cursor, s.Lag = acked, last-acked })
+	r.f.lag.WithLabelValues(r.name).Set(float64(last - acked)) // in /metrics from the start, as in status
 	var (
 		s         sink
 		evs       <-chan Event

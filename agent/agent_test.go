@@ -27,7 +27,7 @@ import (
 )
 
 // startAgent runs an agent on a fresh root with free loopback ports.
-func startAgent(t *testing.T, root string) (*agent, Info) {
+func startAgent(t testing.TB, root string) (*agent, Info) {
 	t.Helper()
 	var info Info
 	a := &agent{opts: Options{Root: root, ListenAPI: "127.0.0.1:0", ListenHealth: "127.0.0.1:0",
@@ -44,7 +44,7 @@ func startAgent(t *testing.T, root string) (*agent, Info) {
 	return a, info
 }
 
-func tlsClient(t *testing.T, root string, certs ...tls.Certificate) *http.Client {
+func tlsClient(t testing.TB, root string, certs ...tls.Certificate) *http.Client {
 	t.Helper()
 	caPEM, err := os.ReadFile(filepath.Join(root, "certs", "ca.pem"))
 	if err != nil {
@@ -56,7 +56,7 @@ func tlsClient(t *testing.T, root string, certs ...tls.Certificate) *http.Client
 		RootCAs: pool, Certificates: certs, ServerName: "localhost"}}}
 }
 
-func pair(t *testing.T, certPEM, keyPEM []byte) tls.Certificate {
+func pair(t testing.TB, certPEM, keyPEM []byte) tls.Certificate {
 	t.Helper()
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func adminClient(t *testing.T, root string) *http.Client {
+func adminClient(t testing.TB, root string) *http.Client {
 	t.Helper()
 	certs := filepath.Join(root, "certs")
 	return tlsClient(t, root, pair(t, must(os.ReadFile(filepath.Join(certs, "admin.pem"))), must(os.ReadFile(filepath.Join(certs, "admin-key.pem")))))

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"warden/audit"
 	"warden/state"
 )
 
@@ -13,21 +12,8 @@ import (
 // grants, scheduled before expire re-armed the timer) must keep its own,
 // earlier deadline: expire must not push the timer to a later grant's.
 func TestGrantTimerKeepsDeadlineScheduledDuringExpire(t *testing.T) {
-	st, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	aw, err := audit.NewWriter(st, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(aw.Close)
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	e, err := New(Options{Store: st, Audit: aw, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, st := newTestEngine(t, &now)
 	t.Cleanup(e.grants.stop)
 	later := Grant{ID: "later", User: "carol", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if err := st.Put(state.Grants, later.ID, later); err != nil {

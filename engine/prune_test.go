@@ -5,38 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"warden/audit"
 	"warden/policy"
-	"warden/schema"
-	"warden/state"
 )
 
 // Approvals are kept for a week after their time ends, then deleted with
 // their fingerprint entry; a live one stays.
 func TestPruneApprovals(t *testing.T) {
-	st, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	pol, err := schema.Validate("p.json", []byte(`{"kind": "Policy", "id": "db", "spec": {"name": "db", "type": "PrivilegeElevation",
-	 "status": "enforce", "controls": ["allow", "approval"], "filters": {"applications": [{"path": "/usr/bin/psql"}]}}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.ApplyGeneration(state.Apply{BundleVersion: 1, Source: "test", Docs: []*schema.Document{pol}}); err != nil {
-		t.Fatal(err)
-	}
-	aw, err := audit.NewWriter(st, audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(aw.Close)
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	e, err := New(Options{Store: st, Audit: aw, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _ := newTestEngine(t, &now, `{"kind": "Policy", "id": "db", "spec": {"name": "db", "type": "PrivilegeElevation",
+	 "status": "enforce", "controls": ["allow", "approval"], "filters": {"applications": [{"path": "/usr/bin/psql"}]}}}`)
 	ask := func(user string, uid uint32) {
 		t.Helper()
 		c := Caller{Kind: CallerUser, Name: user, UID: uid}

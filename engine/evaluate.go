@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"warden/audit"
@@ -95,7 +96,7 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 	// A code is checked only when the decision asks for MFA: then it
 	// satisfies this evaluation, and nothing after it. A locked user is
 	// told so, code or not.
-	if asks(&r.Decision, policy.MFA) {
+	if asks(&r.Decision, policy.MFA) && !justificationFirst(req, &r, decide) {
 		verified, err := e.checkMFA(ctx, c, req, &r, now)
 		if err != nil {
 			return Result{}, err
@@ -154,6 +155,27 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 		e.opts.Notify(payload)
 	}
 	return r, nil
+}
+
+// justificationFirst handles a code sent with a request that, once MFA
+// is satisfied, would still be asked for a justification: the code is
+// neither checked nor used, and the answer is that question ("mfa":
+// "unchecked"). The client asks for the text and sends it with the code,
+// so that one code serves the request instead of a second one 30 seconds
+// later. It reports whether it answered; otherwise r is as it was.
+func justificationFirst(req *policy.Request, r *Result, decide func()) bool {
+	if req.MFACode == "" || strings.TrimSpace(req.Justification) != "" {
+		return false
+	}
+	req.MFAVerified = true
+	decide()
+	req.MFAVerified = false
+	if asks(&r.Decision, policy.Justification) {
+		r.MFA = "unchecked"
+		return true
+	}
+	decide()
+	return false
 }
 
 // asks reports whether d, enforced or in monitor mode, answers control.

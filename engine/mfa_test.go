@@ -166,3 +166,40 @@ func TestMFANotEnrolledLeavesNoState(t *testing.T) {
 		t.Fatalf("%d records in the secrets bucket; want none", n)
 	}
 }
+
+// Under a policy that asks for MFA and a justification, a code sent
+// without the text is not used up: the answer asks for the text, and the
+// same code with it is accepted. Without a code the answer stays mfa.
+func TestMFACodeKeptForJustification(t *testing.T) {
+	both := `{"kind": "Policy", "id": "su-both", "spec": {"name": "su", "type": "PrivilegeElevation",
+	 "status": "enforce", "controls": ["allow", "mfa", "justification"], "filters": {"applications": [{"path": "/usr/bin/su"}]}}}`
+	f := setup(t, both)
+	ctx := context.Background()
+	uri, _ := f.eng.EnrollMFA(ctx, "frank", engine.EnrollOptions{})
+	secret := secretOf(t, uri)
+	if r, _ := f.eng.Evaluate(ctx, frank, req("frank", "/usr/bin/su"), false); r.Effective != "mfa" {
+		t.Fatalf("nothing given: %+v; want mfa", r)
+	}
+	code := policy.TOTPCode(secret, f.clk.Now())
+	q := req("frank", "/usr/bin/su")
+	q.MFACode = code
+	if r, _ := f.eng.Evaluate(ctx, frank, q, false); r.Effective != "justification" || r.MFA != "unchecked" {
+		t.Fatalf("code without text: %+v; want justification, code unchecked", r)
+	}
+	q = req("frank", "/usr/bin/su")
+	q.MFACode, q.Justification = code, "INC-7"
+	if r, _ := f.eng.Evaluate(ctx, frank, q, false); r.Effective != "allow" || r.MFA != "verified" {
+		t.Fatalf("the same code with the text: %+v; want allow, verified", r)
+	}
+	if r, _ := f.eng.Evaluate(ctx, frank, q, false); r.Effective != "mfa" || r.MFA != "failed" {
+		t.Fatalf("the code a second time: %+v; want mfa, failed (used)", r)
+	}
+	// A wrong code sent without the text is not checked either: it is
+	// not a failure until it is checked.
+	q = req("frank", "/usr/bin/su")
+	q.MFACode = wrongCode(secret, f.clk.Now())
+	n := f.count(t, audit.MFAFailed)
+	if r, _ := f.eng.Evaluate(ctx, frank, q, false); r.Effective != "justification" || f.count(t, audit.MFAFailed) != n {
+		t.Fatalf("wrong code without text: %+v; want justification, no MFA_FAILED", r)
+	}
+}

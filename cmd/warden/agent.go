@@ -32,9 +32,9 @@ its store and controller runtime answer.`,
 			return agent.Run(ctx, o)
 		},
 	}
-	cmd.Flags().StringVar(&o.ListenAPI, "listen-api", agent.DefaultAPI, "HTTPS API address (loopback only; port 0 picks one)")
-	cmd.Flags().StringVar(&o.ListenHealth, "listen-health", agent.DefaultHealth, "plain HTTP /health address (loopback only)")
-	cmd.Flags().StringVar(&o.ListenMQTT, "listen-mqtt", agent.DefaultMQTT, "MQTT broker address, TLS (loopback only)")
+	cmd.Flags().StringVar(&o.ListenAPI, "listen-api", agent.DefaultAPI, "HTTPS API address, 127.0.0.1:PORT (port 0 picks one)")
+	cmd.Flags().StringVar(&o.ListenHealth, "listen-health", agent.DefaultHealth, "plain HTTP /health address, 127.0.0.1:PORT")
+	cmd.Flags().StringVar(&o.ListenMQTT, "listen-mqtt", agent.DefaultMQTT, "MQTT broker address (TLS), 127.0.0.1:PORT")
 	cmd.Flags().StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
 	cmd.Flags().StringVar(&o.LogLevel, "log-level", "", "log level: debug, info, warning or error (default: Settings logging.level)")
 	cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"json", "text"}, cobra.ShellCompDirectiveNoFileComp))

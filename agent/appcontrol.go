@@ -17,7 +17,7 @@ func (a *agent) startAppControl(ctx context.Context) error {
 		a.log.Info("application control not available: the agent does not run as root")
 		return nil
 	}
-	c, err := appcontrol.New(appcontrol.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit, Logger: a.log})
+	c, err := appcontrol.New(appcontrol.Options{Root: a.opts.Root, Store: a.store, Audit: a.audit, Logger: a.log, Notify: a.notify})
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,10 @@ type Options struct {
 	// host name).
 	Machine string
 	Now     func() time.Time
+	// Notify publishes a notification for a would-be block under a
+	// monitor-notify policy (the broker's Notifications topic); nil drops
+	// them.
+	Notify func(payload []byte)
 }
 
 // Controller watches execs on the configured mounts while any

@@ -62,6 +62,18 @@ func TestDenyForOneUser(t *testing.T) {
 		t.Errorf("monitor event %+v %v; want blocked false, mode monitor, effective allow", m.Evaluation, m.Details)
 	}
 
+	// monitor-notify also publishes a notification.
+	prog2 := prog + "2"
+	copyFile(t, "/usr/bin/true", prog2, 0)
+	f.apply(t, settings(mnt, ""), deny("monitor-notify"))
+	if code, out := run(t, &alice, prog2); code != 0 {
+		t.Fatalf("monitor-notify mode: exit %d %q; want 0", code, out)
+	}
+	waitFor(t, "notification", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.notified) == 1 })
+	if n := f.notified[0]; !contains(n, `"application":"`+prog2+`"`) || !contains(n, `"user":"`+alice.name+`"`) {
+		t.Errorf("notification %s; want the program and the user", n)
+	}
+
 	f.apply(t, settings(mnt, ""))
 	waitFor(t, "marks removed", func() bool { return !f.c.Status()["active"].(bool) })
 	if code, out := run(t, &alice, prog); code != 0 {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,6 +152,9 @@ type fixture struct {
 	c     *Controller
 	root  string
 	gen   int64
+
+	mu       sync.Mutex
+	notified []string // payloads of monitor-notify notifications
 }
 
 func start(t *testing.T) *fixture {
@@ -167,7 +171,11 @@ func start(t *testing.T) *fixture {
 	}
 	t.Cleanup(aw.Close)
 	f := &fixture{store: st, aw: aw, root: filepath.Join(dir, "root")}
-	f.c, err = New(Options{Root: f.root, Store: st, Audit: aw, Machine: "ws-test"})
+	f.c, err = New(Options{Root: f.root, Store: st, Audit: aw, Machine: "ws-test", Notify: func(p []byte) {
+		f.mu.Lock()
+		f.notified = append(f.notified, string(p))
+		f.mu.Unlock()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

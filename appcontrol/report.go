@@ -1,12 +1,14 @@
 package appcontrol
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"warden/audit"
+	"warden/policy"
 )
 
 // coalesceWindow is how long repeated blocks of one file for one user give
@@ -122,6 +124,11 @@ func (c *Controller) emit(r report, repeats int) {
 	if repeats > 0 {
 		details["repeats"] = repeats
 		details["window"] = coalesceWindow.String()
+	}
+	if r.v.mode == policy.StatusMonitorNotify && repeats == 0 && c.opts.Notify != nil {
+		payload, _ := json.Marshal(map[string]any{"type": "application", "user": c.names.user(r.uid, now),
+			"machine": c.opts.Machine, "application": r.path, "decision": decision, "policy": r.v.policy, "time": now.UTC()})
+		c.opts.Notify(payload)
 	}
 	c.opts.Audit.Emit(audit.Event{Type: audit.ApplicationBlocked, Severity: sev, Component: "appcontrol",
 		UserInfo:   &audit.UserInfo{User: c.names.user(r.uid, now), Groups: c.names.groupNames(sub, now), PeerPID: r.pid},

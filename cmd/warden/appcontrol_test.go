@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -145,5 +146,18 @@ func TestAppControlAgentKilled(t *testing.T) {
 	}
 	if d := time.Since(killed); d > 5*time.Second {
 		t.Errorf("execs took %v to drain after the kill", d)
+	}
+}
+
+// TestValidateAllowListWarning: an allow list that leaves out /usr/bin and
+// /usr/sbin validates (exit 0) with a warning for each.
+func TestValidateAllowListWarning(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "settings.json"), []byte(`{"kind": "Settings", "id": "agent", "spec": {"applicationControl": {"default": "deny"}}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "bin.json"), []byte(`{"kind": "Policy", "id": "bin", "spec": {"name": "bin",
+		"type": "ApplicationControl", "status": "enforce", "controls": ["allow"], "filters": {"folders": ["/usr/bin"]}}}`), 0o644)
+	out, code := warden(t, "validate", dir)
+	if code != 0 || !strings.Contains(out, "warning: ") || !strings.Contains(out, "/usr/sbin") || strings.Contains(out, "programs in /usr/bin\n") {
+		t.Fatalf("validate: exit %d\n%s\nwant 0 and one warning, for /usr/sbin", code, out)
 	}
 }

@@ -120,7 +120,7 @@ func writeDocs(dir string, n, tag, v int) {
   "status": "enforce", "priority": %d, "controls": ["allow", "justification"],
   "durationSeconds": 900,
   "filters": {"users": ["*"], "groups": ["developers", "ops"], "machines": ["ws-*"],
-              "applications": [{"path": "/usr/bin/apt*", "commandLine": "apt install *"}]}}}`, i, i, tag, i%1000)
+              "applications": [{"path": "/usr/bin/tool-%d*"}]}}}`, i, i, tag, i%1000, i)
 		check(os.WriteFile(filepath.Join(dir, "policies", fmt.Sprintf("p-%05d.json", i)), []byte(doc), 0o644))
 	}
 	sentinel := fmt.Sprintf(`{"kind": "Policy", "id": "e2e-sentinel", "spec": {"name": "e2e sentinel",

@@ -39,7 +39,7 @@ func benchEvaluate() {
 				defer wg.Done()
 				req := map[string]any{"user": fmt.Sprintf("user-%d", c), "groups": []string{"developers"},
 					"machine": "ws-1", "sessionId": fmt.Sprintf("s-%d", c), "action": "elevate",
-					"application": map[string]any{"path": "/usr/bin/apt-get", "commandLine": "apt install jq"}}
+					"application": map[string]any{"path": toolFor(c)}}
 				var mine []time.Duration
 				for time.Now().Before(stop) {
 					s := time.Now()
@@ -63,4 +63,13 @@ func benchEvaluate() {
 	slices.Sort(rates)
 	fmt.Printf("evaluate over mTLS, %d clients, audit on: median %.0f decisions/s; latency %s\n",
 		*evalConns, rates[len(rates)/2], summarize(lat))
+}
+
+// toolFor is client c's program: every other client asks for a tool one
+// policy covers (justification asked), the others for one none does.
+func toolFor(c int) string {
+	if c%2 == 0 {
+		return fmt.Sprintf("/usr/bin/tool-%d-x", c*7)
+	}
+	return fmt.Sprintf("/usr/bin/vim%d", c)
 }

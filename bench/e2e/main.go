@@ -6,7 +6,7 @@
 // first; the Go benchmarks of each package measure the inner parts.
 //
 //	go build -o bin/warden ./cmd/warden
-//	go run ./bench/e2e --warden bin/warden [--only apply,tamper,plugin,evaluate] [--runs 5] [--docs 10000]
+//	go run ./bench/e2e --warden bin/warden [--only apply,tamper,plugin,evaluate,audit] [--runs 5] [--docs 10000]
 package main
 
 import (
@@ -32,7 +32,7 @@ var (
 	runs      = flag.Int("runs", 5, "repetitions of each measurement")
 	ndocs     = flag.Int("docs", 10000, "policies in the bundle of the apply scenario")
 	changed   = flag.Int("changed", 10, "policies changed in the second bundle")
-	only      = flag.String("only", "apply,tamper,plugin,evaluate", "scenarios to run")
+	only      = flag.String("only", "apply,tamper,plugin,evaluate,audit", "scenarios to run")
 	keep      = flag.Bool("keep", false, "keep the agent roots (for a post-mortem)")
 )
 
@@ -52,6 +52,8 @@ func main() {
 			benchPlugin()
 		case "evaluate":
 			benchEvaluate()
+		case "audit":
+			benchAudit()
 		default:
 			fail("unknown scenario %q", s)
 		}

@@ -84,9 +84,19 @@ type beat struct {
 	PID int `json:"pid"`
 }
 
-// subscribe connects to the agent's broker with the admin certificate and
-// calls f for every message on topic.
+// subscribe calls f for every heartbeat on topic.
 func (a *agentProc) subscribe(topic string, f func(beat)) *paho.Client {
+	return a.subscribeRaw(topic, func(payload []byte) {
+		var b beat
+		if json.Unmarshal(payload, &b) == nil && b.PID > 0 {
+			f(b)
+		}
+	})
+}
+
+// subscribeRaw connects to the agent's broker with the admin certificate
+// and calls f (one call at a time) for every message on topic.
+func (a *agentProc) subscribeRaw(topic string, f func([]byte)) *paho.Client {
 	var info struct{ MQTT, CA string }
 	data, err := os.ReadFile(filepath.Join(a.root, "run", "agent.json"))
 	check(err)
@@ -103,12 +113,9 @@ func (a *agentProc) subscribe(topic string, f func(beat)) *paho.Client {
 	var mu sync.Mutex
 	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(raw),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
-			var b beat
-			if json.Unmarshal(p.Packet.Payload, &b) == nil && b.PID > 0 {
-				mu.Lock()
-				f(b)
-				mu.Unlock()
-			}
+			mu.Lock()
+			f(p.Packet.Payload)
+			mu.Unlock()
 			return true, nil
 		}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

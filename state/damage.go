@@ -78,7 +78,7 @@ func damaged(path string, err error) error {
 // with SetPanicOnFault) into ErrDamaged in *err.
 func recoverDamaged(path string, err *error) {
 	if r := recover(); r != nil {
-		*err = damaged(path, fmt.Errorf("panic reading the file: %v", r))
+		*err = damaged(path, fmt.Errorf("bbolt failed reading a page (%v)", r))
 	}
 }
 

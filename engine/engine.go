@@ -64,6 +64,7 @@ type Engine struct {
 
 	grants   *grantTimer
 	decideMu sync.Mutex // serializes approval decisions
+	grantMu  sync.Mutex // one grant created or renewed at a time (renew looks, then commits)
 
 	changeMu sync.Mutex
 	changed  chan struct{} // closed and replaced when an approval changes

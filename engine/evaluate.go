@@ -139,7 +139,18 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 			e.approvalsChanged()
 		}
 	case grant != nil:
-		err = e.commit(state.Grants, map[string]any{grant.ID: *grant}, ev, grantCreated(c, req, grant))
+		e.grantMu.Lock()
+		var renewed bool
+		if renewed, err = e.renew(grant, now); err == nil {
+			r.GrantID, r.GrantExpiresAt = grant.ID, &grant.ExpiresAt
+			ev = decisionEvent(c, req, &r)
+			gev := grantCreated(c, req, grant)
+			if renewed {
+				gev.Details["renewed"] = true
+			}
+			err = e.commit(state.Grants, map[string]any{grant.ID: *grant}, ev, gev)
+		}
+		e.grantMu.Unlock()
 		if err == nil {
 			e.grants.schedule(grant.ExpiresAt)
 		}

@@ -51,6 +51,31 @@ func (e *Engine) newGrant(c Caller, req *policy.Request, d *policy.Decision, now
 	return g
 }
 
+// renew makes g the renewal of a live grant for the same thing (user and
+// uid, machine, action, scope, digest, access, policy), if there is one:
+// g takes its id and creation time and the later of the two expiries, so
+// the same command run again keeps one sudoers drop-in (or ACL entry) in
+// force instead of adding another. The caller holds grantMu.
+func (e *Engine) renew(g *Grant, now time.Time) (renewed bool, err error) {
+	all, err := e.storedGrants()
+	if err != nil {
+		return false, err
+	}
+	for _, o := range all {
+		if !now.Before(o.ExpiresAt) || o.Attested != g.Attested || o.UID != g.UID || o.User != g.User ||
+			o.Machine != g.Machine || o.Action != g.Action || o.Scope != g.Scope || o.SHA256 != g.SHA256 ||
+			o.Access != g.Access || o.Policy != g.Policy {
+			continue
+		}
+		g.ID, g.CreatedAt = o.ID, o.CreatedAt
+		if o.ExpiresAt.After(g.ExpiresAt) {
+			g.ExpiresAt = o.ExpiresAt
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
 // grantEvent is the audit event of a grant's creation or expiry:
 // ELEVATION_GRANTED/EXPIRED for elevate grants, FILE_ACCESS (with
 // details.phase granted or expired) for access grants.

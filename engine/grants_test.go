@@ -131,3 +131,40 @@ func TestFileAccessGrants(t *testing.T) {
 		t.Fatalf("after expiry: %d FILE_ACCESS expired, grants %+v; want 3 and none", n, f.storedGrants(t))
 	}
 }
+
+// The same attested request again renews its live grant (same id, the
+// later expiry) instead of adding a second one, so one sudoers drop-in
+// stays in force; a different executable digest is a grant of its own.
+func TestSameRequestRenewsItsGrant(t *testing.T) {
+	f := setup(t, devTools)
+	ctx := context.Background()
+	ask := func(sha string) engine.Result {
+		t.Helper()
+		q := req("dave", "/usr/bin/apt-get")
+		q.Justification, q.Application.SHA256 = "patching", sha
+		r, err := f.eng.Evaluate(ctx, dave, q, false)
+		if err != nil || r.GrantID == "" {
+			t.Fatalf("%+v, %v; want a grant", r, err)
+		}
+		return r
+	}
+	first := ask(shaA)
+	f.clk.Add(100 * time.Second)
+	again := ask(shaA)
+	if again.GrantID != first.GrantID {
+		t.Errorf("the same request made grant %s, then %s; want one renewed grant", first.GrantID, again.GrantID)
+	}
+	if want := f.clk.Now().Add(900 * time.Second); !again.GrantExpiresAt.Equal(want) {
+		t.Errorf("renewed grant until %v, want %v", again.GrantExpiresAt, want)
+	}
+	if gs := f.storedGrants(t); len(gs) != 1 || !gs[0].ExpiresAt.Equal(*again.GrantExpiresAt) {
+		t.Fatalf("stored grants %+v; want the one, renewed", gs)
+	}
+	if ev := f.last(t, audit.ElevationGranted); ev.Details["renewed"] != true {
+		t.Errorf("the renewal's ELEVATION_GRANTED does not say renewed: %+v", ev.Details)
+	}
+	other := ask("b" + shaA[1:])
+	if other.GrantID == first.GrantID || len(f.storedGrants(t)) != 2 {
+		t.Errorf("another executable digest shares the grant: %s", other.GrantID)
+	}
+}

@@ -46,6 +46,17 @@ func (f *fixture) events(t *testing.T, typ string) []audit.Event {
 }
 
 // last is the newest stored audit event of typ.
+// grantedIDs counts the grants ELEVATION_GRANTED events name (a renewal
+// names its grant again).
+func (f *fixture) grantedIDs(t *testing.T) int {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, ev := range f.events(t, audit.ElevationGranted) {
+		ids[ev.TargetInfo.ID] = true
+	}
+	return len(ids)
+}
+
 func (f *fixture) last(t *testing.T, typ string) audit.Event {
 	t.Helper()
 	evs := f.events(t, typ)

@@ -69,6 +69,7 @@ func (s *Store) PutManyAudited(b Bucket, kv map[string]any, entries []AuditEntry
 		return nil
 	})
 	if err == nil {
+		s.advanceAudit(entries)
 		s.changed(b)
 	}
 	return err

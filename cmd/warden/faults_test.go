@@ -287,7 +287,7 @@ func TestFaultsEndToEnd(t *testing.T) {
 	db := filepath.Join(root, "KeeperStorage", state.DBFile)
 	good, _ := os.ReadFile(db)
 	for name, damage := range map[string]func([]byte) []byte{
-		"truncated":   func(b []byte) []byte { return b[:len(b)/3] },
+		"truncated": func(b []byte) []byte { return b[:len(b)/3] },
 		"bit-flipped": func(b []byte) []byte {
 			// One bit of the page-type flags of every 8th page, so that
 			// pages in use are hit, not only free ones.

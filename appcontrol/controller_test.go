@@ -36,7 +36,15 @@ func TestDenyForOneUser(t *testing.T) {
 			t.Errorf("user %v: exit %d %q; want 0", u, code, out)
 		}
 	}
-	for range 3 { // repeats are coalesced
+	// A symbolic link is followed: the policy sees the file executed.
+	link := filepath.Join(mnt, "link")
+	if err := os.Symlink(prog, link); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := run(t, &alice, link); code != 126 {
+		t.Errorf("through a symbolic link named %s: exit %d; want 126 (the path is the target's)", link, code)
+	}
+	for range 2 { // repeats are coalesced
 		if code, _ := run(t, &alice, prog); code != 126 {
 			t.Fatalf("denied user again: exit %d; want 126", code)
 		}

@@ -304,3 +304,28 @@ func TestKillingTheClientHangsUpTheCommand(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAgentStopHangsUpCommands: a command still running when the agent
+// stops is hung up, and the agent still stops within DESIGN.md's 5 s even
+// when the command ignores SIGHUP.
+func TestAgentStopHangsUpCommands(t *testing.T) {
+	a := startAgent(t)
+	u := newUser(t, "stop")
+	a.policy(t, "el-stop", `{"name": "sh", "type": "PrivilegeElevation", "status": "enforce",
+		"controls": ["allow"], "filters": {"users": ["wdn-elevate-stop"], "applications": [{"path": "/usr/bin/dash"}]}}`)
+	cmd := u.as(wardenBin, "--root", a.root, "elevate", "--", "/bin/sh", "-c", "trap '' HUP; sleep 300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	ev := a.waitEvent(t, audit.ElevationStarted, func(e audit.Event) bool { return e.UserInfo.User == u.Name })
+	pid := int(ev.Details["pid"].(float64))
+	start := time.Now()
+	a.stop()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("agent stop took %s with a command running", took)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Fatalf("command %d survived the agent's stop", pid)
+	}
+}

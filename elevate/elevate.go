@@ -199,7 +199,7 @@ func (ss *session) run(x Executable, argv, env []string, stdio []*os.File, r *en
 	done := make(chan struct{})
 	var waitErr error
 	go func() { waitErr = proc.cmd.Wait(); close(done) }()
-	hungUp, gone := false, ss.gone
+	hungUp, gone, stopping := false, ss.gone, ss.ctx.Done()
 	for running := true; running; {
 		select {
 		case <-done:
@@ -211,14 +211,15 @@ func (ss *session) run(x Executable, argv, env []string, stdio []*os.File, r *en
 		case <-gone:
 			if !hungUp {
 				hungUp = true
-				go proc.hangup(done)
+				go proc.hangup(done, hangupGrace)
 			}
 			gone = nil
-		case <-ss.ctx.Done():
+		case <-stopping:
 			if !hungUp {
 				hungUp = true
-				go proc.hangup(done)
+				go proc.hangup(done, stopGrace)
 			}
+			stopping = nil
 		}
 	}
 	code, sig := exitStatus(waitErr, proc.cmd.ProcessState)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,6 +54,7 @@ type testAgent struct {
 	root string
 	info agent.Info
 	api  *http.Client
+	stop func() // stops the agent (once; the test's cleanup calls it too)
 }
 
 // openDir is a t.TempDir() that other users may traverse (the socket's
@@ -79,12 +81,16 @@ func startAgent(t *testing.T) *testAgent {
 		done <- agent.Run(ctx, agent.Options{Root: root, ListenAPI: "127.0.0.1:0", ListenHealth: "127.0.0.1:0",
 			ListenMQTT: "127.0.0.1:0", LogOutput: io.Discard, Ready: func(i agent.Info) { ready <- i }})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	var info agent.Info
 	select {
 	case info = <-ready:
@@ -93,7 +99,7 @@ func startAgent(t *testing.T) *testAgent {
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not start within 30 s")
 	}
-	return &testAgent{root: root, info: info, api: adminHTTP(t, root)}
+	return &testAgent{root: root, info: info, api: adminHTTP(t, root), stop: stop}
 }
 
 func adminHTTP(t *testing.T, root string) *http.Client {

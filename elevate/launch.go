@@ -19,8 +19,12 @@ var forwardable = map[int]bool{
 }
 
 // hangupGrace is how long a command may outlive its client after SIGHUP
-// before it is killed.
-const hangupGrace = 5 * time.Second
+// before it is killed; stopGrace is the same when the agent stops (which
+// must be done within 5 s).
+const (
+	hangupGrace = 5 * time.Second
+	stopGrace   = 2 * time.Second
+)
 
 // process is an elevated command that runs.
 type process struct {
@@ -85,12 +89,14 @@ func (p *process) signal(sig int) {
 // hangup is what happens when the client goes away: SIGHUP (and SIGCONT,
 // so a stopped command sees it) to the group, SIGKILL if it outlives the
 // grace period. done is closed when the command was reaped.
-func (p *process) hangup(done <-chan struct{}) {
+func (p *process) hangup(done <-chan struct{}, grace time.Duration) {
 	p.signal(int(unix.SIGHUP))
 	p.signal(int(unix.SIGCONT))
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(hangupGrace):
+	case <-t.C:
 		p.signal(int(unix.SIGKILL))
 	}
 }

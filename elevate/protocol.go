@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -184,9 +185,14 @@ func (c conn) send(m *Message, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
+	// A peer that stops reading cannot hold the sender forever.
+	c.c.SetWriteDeadline(time.Now().Add(sendDeadline))
 	_, _, err = c.c.WriteMsgUnix(data, oob, nil)
 	return err
 }
+
+// sendDeadline bounds one send to a peer that does not read.
+const sendDeadline = 10 * time.Second
 
 // recv reads one message and the fds that came with it. A message that was
 // cut short (larger than MaxMessage) is ErrTooLarge; its fds are closed.

@@ -29,9 +29,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +50,8 @@ func main() {
 	plain := flag.String("plain", "", "MARKED,UNMARKED: only time these two programs")
 	firsts := flag.Int("firsts", 30, "fresh files per first-exec measurement")
 	flag.Parse()
+	// Output piped to head must not kill the run before it unmounts.
+	signal.Ignore(syscall.SIGPIPE)
 	if *plain != "" {
 		on, off, ok := strings.Cut(*plain, ",")
 		if !ok {

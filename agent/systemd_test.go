@@ -171,3 +171,18 @@ type (
 )
 
 var fstat = syscall.Fstat
+
+// TestWatchdogAliveNeedsTheControllerRuntime: alive (what gates every
+// watchdog ping) answers while the store and the controller loop do, and
+// refuses once the controller runtime has stopped.
+func TestWatchdogAliveNeedsTheControllerRuntime(t *testing.T) {
+	a, _ := startAgent(t, t.TempDir())
+	if err := a.alive(context.Background(), 2*time.Second); err != nil {
+		t.Fatalf("alive on a running agent: %v", err)
+	}
+	a.cancel() // ends the background components, the controller runtime among them
+	a.bg.Wait()
+	if err := a.alive(context.Background(), 200*time.Millisecond); err == nil {
+		t.Fatal("alive with the controller runtime stopped: nil; the watchdog would keep pinging")
+	}
+}

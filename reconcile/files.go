@@ -348,6 +348,7 @@ func (f *Files) write(rel string, dirfd int, name string, want *fileWant, uid, g
 		return err
 	}
 	f.m.metrics.writes.WithLabelValues(FilesController, "write").Inc()
+	f.noteUnsynced(rel)
 	f.noteWritten(rel, want.sum)
 	f.remember(rel, statIdentity{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim, sum: want.sum})
 	return nil

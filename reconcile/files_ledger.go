@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -71,6 +72,7 @@ func decodeLedger(buf []byte) (map[string][32]byte, error) {
 type ledger struct {
 	mu        sync.Mutex
 	written   map[string][32]byte // content this agent wrote or verified, by path
+	unsynced  map[string]bool     // paths written (without fsync) since the last save
 	dirty     bool
 	scheduled bool
 	closed    bool
@@ -133,6 +135,68 @@ func (f *Files) noteWritten(rel string, sum [32]byte) {
 	f.changedLocked()
 }
 
+// noteUnsynced records that rel was written without an fsync; the next
+// save makes it durable before the ledger names it.
+func (f *Files) noteUnsynced(rel string) {
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	if f.led.unsynced == nil {
+		f.led.unsynced = map[string]bool{}
+	}
+	f.led.unsynced[rel] = true
+}
+
+// syncWritten fsyncs the files written since the last save and their
+// folders (a file gone since is skipped). On failure the paths stay to
+// be synced at the next save.
+func (f *Files) syncWritten() error {
+	f.led.mu.Lock()
+	paths := f.led.unsynced
+	f.led.unsynced = nil
+	f.led.mu.Unlock()
+	dirs := map[string]bool{}
+	var err error
+	for rel := range paths {
+		dir, _ := splitRel(rel)
+		dirs[dir] = true
+		if err = fsyncAt(f.m.rootfd, rel, unix.O_RDONLY); err != nil {
+			break
+		}
+	}
+	for dir := range dirs {
+		if err != nil {
+			break
+		}
+		err = fsyncAt(f.m.rootfd, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	}
+	if err != nil {
+		f.led.mu.Lock()
+		for rel := range paths {
+			if f.led.unsynced == nil {
+				f.led.unsynced = map[string]bool{}
+			}
+			f.led.unsynced[rel] = true
+		}
+		f.led.mu.Unlock()
+	}
+	return err
+}
+
+func fsyncAt(rootfd int, rel string, flags int) error {
+	fd, err := unix.Openat(rootfd, rel, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", rel, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("fsync %s: %w", rel, err)
+	}
+	return nil
+}
+
 // forget drops rel from the ledger: the file is gone and not desired.
 func (f *Files) forget(rel string) {
 	f.led.mu.Lock()
@@ -177,12 +241,13 @@ func (f *Files) saveLedger() {
 
 	// The files are written without fsync (writeAtomic): make them
 	// durable before the ledger says they were written, so that after a
-	// crash the ledger never names content the disk does not hold.
-	err := unix.Syncfs(f.m.rootfd)
-	if err != nil {
-		err = fmt.Errorf("syncfs: %w", err)
-	} else if err = f.m.store.Put(state.Status, ledgerKey, ledgerRecord{Written: encodeLedger(snap)}); err != nil {
-		err = fmt.Errorf("store: %w", err)
+	// crash the ledger never names content the disk does not hold. This
+	// runs off the write path, once for a burst of writes.
+	err := f.syncWritten()
+	if err == nil {
+		if err = f.m.store.Put(state.Status, ledgerKey, ledgerRecord{Written: encodeLedger(snap)}); err != nil {
+			err = fmt.Errorf("store: %w", err)
+		}
 	}
 	if err != nil {
 		f.m.log.Warn("files ledger not saved; trying again", "paths", len(snap), "err", err)

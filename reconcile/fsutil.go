@@ -90,8 +90,8 @@ func chownFD(fd, uid, gid int) error {
 // reader sees the old file or the new one, never a mix. It does not fsync:
 // materialized files are outputs the agent can always write again, and
 // 10,000 of them with two fsyncs each took seconds, so durability is the
-// files ledger's business (saveLedger syncs the filesystem before it
-// records what was written, files_ledger.go). It returns the new file's
+// files ledger's business (saveLedger fsyncs what was written since the
+// last save before it records it, files_ledger.go). It returns the new file's
 // stat, taken after the rename.
 func writeAtomic(dirfd int, name string, data []byte, mode uint32, uid, gid int) (unix.Stat_t, error) {
 	var st unix.Stat_t

@@ -57,7 +57,23 @@ func OpenCgroups(root string) (*Cgroups, error) {
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoCgroups, err)
 	}
+	removeEmptySiblings(own, dir)
 	return &Cgroups{dir: dir}, nil
+}
+
+// removeEmptySiblings removes the empty warden-* folders that agents
+// killed on other roots left beside ours. The kernel removes a cgroup only
+// when it has neither processes nor child cgroups, so a folder in use is
+// never removed; an agent whose folder is empty between two tasks creates
+// it again (New).
+func removeEmptySiblings(own, mine string) {
+	ents, _ := os.ReadDir(own)
+	for _, e := range ents {
+		p := filepath.Join(own, e.Name())
+		if e.IsDir() && strings.HasPrefix(e.Name(), "warden-") && p != mine {
+			os.Remove(p) // EBUSY when in use
+		}
+	}
 }
 
 // Dir is the folder's path.
@@ -129,6 +145,11 @@ func (c *Cgroups) New(name string) (*Cgroup, error) {
 		return nil, fmt.Errorf("cgroup name %q", name)
 	}
 	p := filepath.Join(c.dir, name)
+	// The folder may have been removed while empty (removeEmptySiblings
+	// of another agent): make it again.
+	if err := os.Mkdir(c.dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
 	if err := os.Mkdir(p, 0o755); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gorilla/mux"
@@ -63,7 +64,9 @@ func (a *agent) listPlugins(w http.ResponseWriter, _ *http.Request) {
 }
 
 // restartPlugin stops the plugin (if it runs) and starts it again with a
-// clean restart history, audited as ADMIN_ACTION; it answers 202 at once
+// clean restart history, audited as ADMIN_ACTION first (503
+// audit_unavailable when the event cannot be stored; a known plugin's
+// restart refused afterwards, 409, stays audited as asked); it answers 202 at once
 // with the plugin's status (PLUGIN_EXITED and PLUGIN_RESTARTED follow).
 func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 	p := a.plugins()
@@ -74,6 +77,22 @@ func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	caller, _ := api.IdentityOf(r)
 	who := caller.Role + "/" + caller.Name
+	known := false
+	for _, s := range p.List() {
+		known = known || s.ID == id
+	}
+	if !known {
+		api.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%v: %s", reconcile.ErrPluginUnknown, id))
+		return
+	}
+	// Audited before it happens: no event stored, no restart.
+	if err := a.audit.Record(audit.Event{Type: audit.AdminAction, Component: "api",
+		UserInfo:   &audit.UserInfo{Identity: who, PeerAddr: r.RemoteAddr},
+		TargetInfo: &audit.TargetInfo{Kind: "Plugin", ID: audit.Cap(id)},
+		Details:    map[string]any{"action": "restart"}}); err != nil {
+		api.WriteFailure(w, err)
+		return
+	}
 	err := p.Restart(id, who)
 	switch {
 	case errors.Is(err, reconcile.ErrPluginUnknown):
@@ -86,10 +105,6 @@ func (a *agent) restartPlugin(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	a.audit.Emit(audit.Event{Type: audit.AdminAction, Component: "api",
-		UserInfo:   &audit.UserInfo{Identity: who, PeerAddr: r.RemoteAddr},
-		TargetInfo: &audit.TargetInfo{Kind: "Plugin", ID: id},
-		Details:    map[string]any{"action": "restart"}})
 	var st any = map[string]string{"id": id}
 	for _, s := range p.List() {
 		if s.ID == id {

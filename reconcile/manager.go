@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -253,11 +254,26 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer unix.Close(fd)
 	m.removeTemps()
 
-	w, err := newWatch(m)
+	// Without inotify (instances exhausted, say) the controllers still run:
+	// everything is resynced every watchRetry while the watch is tried
+	// again, rather than the agent serving with no reconciler at all.
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	var retry <-chan time.Time
+	w, err := startWatch(m)
 	if err != nil {
-		return err
+		m.log.Error("file watch unavailable; resyncing every "+watchRetry.String()+" until it can be set up", "err", err)
+		rt := time.NewTicker(watchRetry)
+		defer rt.Stop()
+		retry = rt.C
+	} else {
+		events, watchErrs = w.w.Events, w.w.Errors
 	}
-	defer w.close()
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
 	book := newDriftBook(m.store, m.opts.Audit, m.log, m.metrics, m.now)
 	m.mu.Lock()
 	m.drift = book
@@ -323,11 +339,17 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.resyncAll(ctx)
 		case done := <-m.pingCh:
 			close(done)
-		case ev, ok := <-w.w.Events:
+		case <-retry:
+			if w, err = startWatch(m); err == nil {
+				m.log.Info("file watch set up")
+				events, watchErrs, retry = w.w.Events, w.w.Errors, nil
+			}
+			m.resyncAll(ctx)
+		case ev, ok := <-events:
 			if ok {
 				w.handle(ev)
 			}
-		case err, ok := <-w.w.Errors:
+		case err, ok := <-watchErrs:
 			if ok {
 				// Overflow or a failed watch: events may be lost, so do
 				// what a lost event cannot undo: look at everything.
@@ -338,6 +360,14 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// watchRetry is how often the reconciler without a file watch resyncs
+// and tries to set the watch up again.
+const watchRetry = 2 * time.Second
+
+// startWatch sets up the file watch (a variable so that a test can make
+// it fail as an exhausted inotify does).
+var startWatch = newWatch
 
 // generationApplied looks at what a new generation may have changed: the
 // files whose desired content changed, and everything of the other

@@ -470,3 +470,29 @@ func TestOpenDriftAdoptedAfterRestart(t *testing.T) {
 		t.Errorf("DRIFT_CORRECTED: got %d, want 1", n)
 	}
 }
+
+// With no file watch (inotify instances exhausted) the reconciler still
+// runs: it materializes, puts back a tampered file at the next retry, and
+// sets the watch up once it can.
+func TestRunsWithoutFileWatch(t *testing.T) {
+	var fail, set atomic.Bool
+	fail.Store(true)
+	startWatch = func(m *Manager) (*watch, error) {
+		if fail.Load() {
+			return nil, errors.New("couldn't initialize inotify: too many open files")
+		}
+		w, err := newWatch(m)
+		set.Store(err == nil)
+		return w, err
+	}
+	t.Cleanup(func() { startWatch = newWatch })
+	e := newEnv(t, nil)
+	e.start()
+	rel := e.denyNetcat()
+	must(t, os.Chmod(e.path(rel), 0o644))
+	e.waitFor("mode restored without a watch", func() bool { return mode(t, e.path(rel)) == 0o600 })
+	fail.Store(false)
+	e.waitFor("the watch set up at a retry", set.Load)
+	must(t, os.Chmod(e.path(rel), 0o644))
+	e.waitFor("mode restored with the watch", func() bool { return mode(t, e.path(rel)) == 0o600 })
+}

@@ -130,6 +130,9 @@ func TestApproval(t *testing.T) {
 	if out, errs, code := a.warden(t, approver, "", "approvals", "list"); code != 0 || !strings.Contains(out, id) {
 		t.Fatalf("the approver's list: code %d, out %q, stderr %q; want %s", code, out, errs, id)
 	}
+	if out, errs, code := a.warden(t, approver, "", "approvals", "list", "-o", "json"); code != 0 || !strings.Contains(out, `"id": "`+id+`"`) {
+		t.Fatalf("the approver's list as JSON: code %d, out %q, stderr %q; want %s", code, out, errs, id)
+	}
 	// The requester waits; the approver approves; the command runs.
 	cmd := req.as(wardenBin, "--root", a.root, "elevate", "--", "/usr/bin/id", "-u")
 	var stdout, stderr syncBuffer

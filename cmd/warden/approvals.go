@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,12 +34,15 @@ func init() {
 			"document covering the policy and not be the requester. Whoever can read the\n" +
 			"admin certificate decides as admin through the HTTPS API instead.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return listApprovals(os.Stdout) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return listApprovals(os.Stdout, false) },
 	}
-	approvals.AddCommand(&cobra.Command{
+	var listJSON bool
+	list := &cobra.Command{
 		Use: "list", Short: "List the approvals you may see", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return listApprovals(os.Stdout) },
-	})
+		RunE: func(cmd *cobra.Command, _ []string) error { return listApprovals(os.Stdout, listJSON) },
+	}
+	bindOutput(list, &listJSON)
+	approvals.AddCommand(list)
 	for _, verb := range []string{"approve", "deny"} {
 		var reason string
 		sub := &cobra.Command{
@@ -74,7 +76,7 @@ func init() {
 	rootCmd.AddCommand(approvals)
 }
 
-func listApprovals(w io.Writer) error {
+func listApprovals(w io.Writer, asJSON bool) error {
 	var out struct {
 		Approvals []engine.Approval `json:"approvals"`
 	}
@@ -91,15 +93,20 @@ func listApprovals(w io.Writer) error {
 			return err
 		}
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tUSER\tPOLICY\tAPPLICATION\tCOMMAND LINE\tEXPIRES")
+	if asJSON {
+		if out.Approvals == nil {
+			out.Approvals = []engine.Approval{}
+		}
+		return printJSON(w, out)
+	}
+	tw := newTable(w, "ID", "STATE", "USER", "POLICY", "APPLICATION", "COMMAND LINE", "EXPIRES")
 	for _, a := range out.Approvals {
 		app := a.Application
 		if a.Target != "" {
 			app = a.Target
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.User, a.Policy, app, a.CommandLine,
-			a.ExpiresAt.UTC().Format(time.RFC3339))
+			fmtTime(a.ExpiresAt))
 	}
 	return tw.Flush()
 }

@@ -20,7 +20,7 @@ func TestDenyForOneUser(t *testing.T) {
 	alice, bob := addUser(t, "a"), addUser(t, "b")
 	f := start(t)
 	deny := func(status string) string {
-		return acPolicy("no-true", status, `{"users": ["`+alice.name+`"], "applications": [{"path": "`+mnt+`/tr*"}]}`, "deny")
+		return acPolicy("no-true", status, `{"users": ["`+alice.Name+`"], "applications": [{"path": "`+mnt+`/tr*"}]}`, "deny")
 	}
 	f.apply(t, settings(mnt, ""), deny("enforce"))
 	if !f.c.Status()["active"].(bool) {
@@ -55,9 +55,9 @@ func TestDenyForOneUser(t *testing.T) {
 		t.Fatalf("%d APPLICATION_BLOCKED events after 4 blocked execs within a minute; want 1 (coalesced): %+v", len(evs), evs)
 	}
 	e := evs[0]
-	if e.UserInfo == nil || e.UserInfo.User != alice.name || e.TargetInfo == nil || e.TargetInfo.Path != prog ||
+	if e.UserInfo == nil || e.UserInfo.User != alice.Name || e.TargetInfo == nil || e.TargetInfo.Path != prog ||
 		e.Evaluation == nil || e.Evaluation.Policy != "no-true" || e.Details["blocked"] != true || e.Details["parent"] == nil || e.Details["pid"] == nil {
-		t.Errorf("event %+v %+v %+v %v; want user %s, path %s, policy no-true, blocked, pid and parent", e.UserInfo, e.TargetInfo, e.Evaluation, e.Details, alice.name, prog)
+		t.Errorf("event %+v %+v %+v %v; want user %s, path %s, policy no-true, blocked, pid and parent", e.UserInfo, e.TargetInfo, e.Evaluation, e.Details, alice.Name, prog)
 	}
 
 	f.apply(t, settings(mnt, ""), deny("monitor"))
@@ -78,7 +78,7 @@ func TestDenyForOneUser(t *testing.T) {
 		t.Fatalf("monitor-notify mode: exit %d %q; want 0", code, out)
 	}
 	waitFor(t, "notification", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.notified) == 1 })
-	if n := f.notified[0]; !contains(n, `"application":"`+prog2+`"`) || !contains(n, `"user":"`+alice.name+`"`) {
+	if n := f.notified[0]; !contains(n, `"application":"`+prog2+`"`) || !contains(n, `"user":"`+alice.Name+`"`) {
 		t.Errorf("notification %s; want the program and the user", n)
 	}
 

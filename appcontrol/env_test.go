@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +19,7 @@ import (
 	"warden/audit"
 	"warden/schema"
 	"warden/state"
+	"warden/testuser"
 )
 
 // The tests mark only a tmpfs they mount themselves: a bug cannot stop
@@ -95,31 +94,12 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// testUser is a user made for the test with useradd, removed after.
-type testUser struct {
-	name     string
-	uid, gid uint32
-}
+// testUser is a user made for the test, removed after.
+type testUser = testuser.User
 
 func addUser(t *testing.T, suffix string) testUser {
 	t.Helper()
-	name := "wdn-appctl-" + suffix
-	exec.Command("userdel", name).Run() // left over from a killed run
-	if out, err := exec.Command("useradd", "-M", "-N", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
-		t.Skipf("useradd %s: %v %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return testUser{name: name, uid: uint32(uid), gid: uint32(gid)}
+	return testuser.New(t, "wdn-appctl-"+suffix, testuser.Options{NoUserGroup: true})
 }
 
 // run runs prog through /bin/sh as u (nil: root) and returns the shell's
@@ -131,7 +111,7 @@ func run(t *testing.T, u *testUser, prog string) (int, string) {
 	cmd := exec.Command("/bin/sh", "-c", prog)
 	cmd.Dir = "/"
 	if u != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
 	}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError

@@ -11,9 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +21,7 @@ import (
 	"warden/agent"
 	"warden/audit"
 	"warden/state"
+	"warden/testuser"
 )
 
 // wardenBin is the real binary the tests drive as their users.
@@ -205,55 +204,19 @@ func (a *testAgent) waitEvent(t *testing.T, typ string, ok func(audit.Event) boo
 }
 
 // testUser is a real account made for one test.
-type testUser struct {
-	Name     string
-	UID, GID uint32
-	Groups   []uint32
-}
+type testUser struct{ testuser.User }
 
 // newUser creates wdn-elevate-<suffix> (in the given extra groups, made
-// with the same prefix) and removes it after the test.
+// for the test) and removes it after the test.
 func newUser(t *testing.T, suffix string, groups ...string) testUser {
 	t.Helper()
-	name := "wdn-elevate-" + suffix
-	exec.Command("userdel", name).Run()
-	for _, g := range groups {
-		exec.Command("groupdel", g).Run()
-		if out, err := exec.Command("groupadd", g).CombinedOutput(); err != nil {
-			t.Fatalf("groupadd %s: %v %s", g, err, out)
-		}
-		t.Cleanup(func() { exec.Command("groupdel", g).Run() })
-	}
-	args := []string{"-M", "-s", "/bin/sh"}
-	if len(groups) > 0 {
-		args = append(args, "-G", strings.Join(groups, ","))
-	}
-	if out, err := exec.Command("useradd", append(args, name)...).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		exec.Command("pkill", "-KILL", "-u", name).Run()
-		exec.Command("userdel", name).Run()
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	tu := testUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
-	gids, _ := u.GroupIds()
-	for _, g := range gids {
-		n, _ := strconv.ParseUint(g, 10, 32)
-		tu.Groups = append(tu.Groups, uint32(n))
-	}
-	return tu
+	return testUser{testuser.New(t, "wdn-elevate-"+suffix, testuser.Options{Groups: groups})}
 }
 
 // as is a command that runs as u, with its supplementary groups.
 func (u testUser) as(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/", "LANG=C.UTF-8", "TERM=dumb"}
 	return cmd

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden/state"
+	"warden/testuser"
 )
 
 // Helpers of the privilege controllers' tests: real users and groups
@@ -55,22 +56,14 @@ func run(t testing.TB, name string, args ...string) string {
 // cleanup.
 func testUser(t testing.TB) *user.User {
 	t.Helper()
-	name := "wdn-grants-u" + rnd(4)
-	run(t, "useradd", "--no-create-home", "--shell", "/bin/sh", "--user-group", name)
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return testuser.New(t, "wdn-grants-u"+rnd(4), testuser.Options{}).Lookup(t)
 }
 
 // testGroup creates a group wdn-grants-<x> and removes it at cleanup.
 func testGroup(t testing.TB) string {
 	t.Helper()
 	name := "wdn-grants-g" + rnd(4)
-	run(t, "groupadd", name)
-	t.Cleanup(func() { exec.Command("groupdel", name).Run() })
+	testuser.Group(t, name)
 	return name
 }
 

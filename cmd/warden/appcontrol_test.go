@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"warden/testuser"
 )
 
 // TestAppControlAgentKilled runs the real agent with an ApplicationControl
@@ -43,15 +43,7 @@ func TestAppControlAgentKilled(t *testing.T) {
 	out.Close()
 
 	name := "wdn-appctl-k"
-	exec.Command("userdel", name).Run()
-	if out, err := exec.Command("useradd", "-M", "-N", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
-		t.Skipf("useradd: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	u, _ := user.Lookup(name)
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	asUser := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	asUser := testuser.New(t, name, testuser.Options{NoUserGroup: true}).Credential()
 	run := func(ctx context.Context, cred *syscall.Credential) int {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", prog)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}

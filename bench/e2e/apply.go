@@ -68,7 +68,7 @@ func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.
 		return err == nil && code == 200 && ans.Decision == "allow"
 	})
 	decided = time.Since(t0)
-	dir := filepath.Join(a.root, "policies")
+	dir := filepath.Join(a.Root, "policies")
 	sentinel := filepath.Join(dir, "e2e-sentinel.json")
 	waitFor(10*time.Minute, "files of generation "+fmt.Sprint(v), func() bool {
 		data, err := os.ReadFile(sentinel)

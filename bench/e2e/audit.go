@@ -23,7 +23,7 @@ import (
 func benchAudit() {
 	a := startAgent(nil)
 	defer a.stop()
-	out := filepath.Join(a.root, "..", filepath.Base(a.root)+"-siem.ndjson")
+	out := filepath.Join(a.Root, "..", filepath.Base(a.Root)+"-siem.ndjson")
 	defer os.Remove(out)
 	docs, err := os.MkdirTemp("", "warden-e2e-docs-")
 	check(err)

@@ -10,21 +10,16 @@
 package main
 
 import (
-	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"warden/bench/agentproc"
 )
 
 var (
@@ -41,7 +36,7 @@ func main() {
 	bin, err := filepath.Abs(*wardenBin)
 	check(err)
 	*wardenBin = bin
-	fmt.Printf("# warden e2e: %s, %d CPUs, load %s\n", bin, numCPU(), loadavg())
+	fmt.Printf("# warden e2e: %s, %d CPUs, load %s\n", bin, numCPU(), agentproc.LoadAvg())
 	for _, s := range strings.Split(*only, ",") {
 		switch strings.TrimSpace(s) {
 		case "apply":
@@ -60,110 +55,38 @@ func main() {
 	}
 }
 
-// agentProc is one running `warden agent` on its own root.
-type agentProc struct {
-	root string
-	keys string // bundle.key and bundle.pub trusted by this agent
-	cmd  *exec.Cmd
-	api  string
-	http *http.Client
-}
+// agentProc is one running `warden agent` on its own root; its methods
+// end the benchmark on an error.
+type agentProc struct{ *agentproc.Agent }
 
-// startAgent makes a fresh root that trusts a new bundle key and starts an
-// agent on it with every listener on a free port. prepare, when not nil,
-// runs on the root before the agent starts.
+// startAgent starts an agent on a fresh root; prepare, when not nil, runs
+// on the root before the agent starts.
 func startAgent(prepare func(root string)) *agentProc {
-	root, err := os.MkdirTemp("", "warden-e2e-")
-	check(err)
-	check(os.Chmod(root, 0o755))
-	a := &agentProc{root: root, keys: filepath.Join(root, "..", filepath.Base(root)+"-keys")}
-	run(*wardenBin, "bundle", "keygen", "--out", a.keys)
-	check(os.MkdirAll(filepath.Join(root, "trust"), 0o700))
-	pub, err := os.ReadFile(filepath.Join(a.keys, "bundle.pub"))
-	check(err)
-	check(os.WriteFile(filepath.Join(root, "trust", "e2e.pub"), pub, 0o600))
-	if prepare != nil {
-		prepare(root)
-	}
-	a.cmd = exec.Command(*wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
-		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
-	logf, err := os.Create(filepath.Join(os.TempDir(), filepath.Base(root)+".log"))
-	check(err)
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	check(a.cmd.Start())
-	var info struct{ API, CA string }
-	waitFor(30*time.Second, "agent serving", func() bool {
-		data, err := os.ReadFile(filepath.Join(root, "run", "agent.json"))
-		return err == nil && json.Unmarshal(data, &info) == nil && info.API != ""
+	a, err := agentproc.Start(*wardenBin, "warden-e2e-", func(root string) error {
+		if prepare != nil {
+			prepare(root)
+		}
+		return nil
 	})
-	a.api = info.API
-	a.http = adminClient(root, info.CA)
-	return a
-}
-
-func adminClient(root, caFile string) *http.Client {
-	caPEM, err := os.ReadFile(caFile)
 	check(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cert, err := tls.LoadX509KeyPair(filepath.Join(root, "certs", "admin.pem"), filepath.Join(root, "certs", "admin-key.pem"))
-	check(err)
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64,
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert},
-			MinVersion: tls.VersionTLS12, ServerName: "localhost"}}}
+	return &agentProc{a}
 }
 
-func (a *agentProc) stop() {
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	a.cmd.Wait()
-	if !*keep {
-		os.RemoveAll(a.root)
-		os.RemoveAll(a.keys)
-	}
-}
+func (a *agentProc) stop() { a.Stop(*keep) }
 
-// call makes an admin API request and decodes the JSON answer into out.
 func (a *agentProc) call(method, path string, body any, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		rd = bytes.NewReader(data)
-	}
-	req, _ := http.NewRequest(method, "https://"+a.api+path, rd)
-	req.Host = "localhost"
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode == 200 {
-		return resp.StatusCode, json.Unmarshal(data, out)
-	}
-	return resp.StatusCode, nil
+	return a.Call(method, path, body, out)
 }
 
-// build signs the documents folder in into a bundle of the given version.
 func (a *agentProc) build(in string, version int) string {
-	out := filepath.Join(os.TempDir(), fmt.Sprintf("%s-v%d.tar.gz", filepath.Base(a.root), version))
-	run(*wardenBin, "bundle", "build", "--in", in, "--key", filepath.Join(a.keys, "bundle.key"),
-		"--version", fmt.Sprint(version), "--out", out)
-	return out
+	b, err := a.Build(in, version)
+	check(err)
+	return b
 }
 
-// drop moves a built bundle into the inbox the way the docs say to: as
-// NAME.part, then a rename. It returns the moment of the rename.
 func (a *agentProc) drop(bundle string) time.Time {
-	inbox := filepath.Join(a.root, "inbox")
-	check(os.MkdirAll(inbox, 0o700))
-	data, err := os.ReadFile(bundle)
+	t, err := a.Drop(bundle)
 	check(err)
-	part := filepath.Join(inbox, filepath.Base(bundle)+".part")
-	check(os.WriteFile(part, data, 0o600))
-	os.Remove(bundle)
-	t := time.Now()
-	check(os.Rename(part, strings.TrimSuffix(part, ".part")))
 	return t
 }
 
@@ -194,7 +117,7 @@ func (s stats) String() string {
 			return d.Round(time.Microsecond).String()
 		}
 	}
-	return fmt.Sprintf("median %s  p99 %s  min %s  max %s  (n=%d, load %s)", r(s.med), r(s.p99), r(s.min), r(s.max), s.n, loadavg())
+	return fmt.Sprintf("median %s  p99 %s  min %s  max %s  (n=%d, load %s)", r(s.med), r(s.p99), r(s.min), r(s.max), s.n, agentproc.LoadAvg())
 }
 
 func waitFor(limit time.Duration, what string, cond func() bool) {
@@ -205,15 +128,6 @@ func waitFor(limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func loadavg() string {
-	data, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func numCPU() int {

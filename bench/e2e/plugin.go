@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -97,18 +96,13 @@ func (a *agentProc) subscribe(topic string, f func(beat)) *paho.Client {
 // subscribeRaw connects to the agent's broker with the admin certificate
 // and calls f (one call at a time) for every message on topic.
 func (a *agentProc) subscribeRaw(topic string, f func([]byte)) *paho.Client {
-	var info struct{ MQTT, CA string }
-	data, err := os.ReadFile(filepath.Join(a.root, "run", "agent.json"))
+	var info struct{ MQTT string }
+	data, err := os.ReadFile(filepath.Join(a.Root, "run", "agent.json"))
 	check(err)
 	check(json.Unmarshal(data, &info))
-	caPEM, err := os.ReadFile(info.CA)
+	cfg, err := a.AdminTLS()
 	check(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cert, err := tls.LoadX509KeyPair(filepath.Join(a.root, "certs", "admin.pem"), filepath.Join(a.root, "certs", "admin-key.pem"))
-	check(err)
-	raw, err := tls.Dial("tcp", info.MQTT, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert},
-		MinVersion: tls.VersionTLS12, ServerName: "localhost"})
+	raw, err := tls.Dial("tcp", info.MQTT, cfg)
 	check(err)
 	var mu sync.Mutex
 	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(raw),

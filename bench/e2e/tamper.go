@@ -22,7 +22,7 @@ func benchTamper() {
 	var modes, contents []time.Duration
 	samples := *runs * 10
 	for i := 0; i < samples; i++ {
-		p := filepath.Join(a.root, "policies", fmt.Sprintf("p-%05d.json", i%100))
+		p := filepath.Join(a.Root, "policies", fmt.Sprintf("p-%05d.json", i%100))
 		orig, err := os.ReadFile(p)
 		check(err)
 		time.Sleep(20 * time.Millisecond) // let the previous correction settle

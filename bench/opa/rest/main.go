@@ -33,11 +33,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"warden/bench/agentproc"
 	"warden/bench/opa"
 	"warden/policy/policytest"
 	"warden/schema"
@@ -82,7 +82,7 @@ func main() {
 	fmt.Printf("warden POST /api/v1/evaluate (mTLS, audited): %s\n", wm)
 	fmt.Printf("OPA    POST /v1/data/warden/decision (TLS):   %s\n", om)
 	fmt.Printf("throughput ratio warden/OPA: %.1fx (%d policies, %s mix, median of %d runs each, %d connections, load %s)\n",
-		wm.rate/om.rate, *rules, *mix, *runs, *conns, loadavg())
+		wm.rate/om.rate, *rules, *mix, *runs, *conns, agentproc.LoadAvg())
 }
 
 // server is one decision service the client drives.
@@ -92,7 +92,7 @@ type server struct {
 	client *http.Client
 	body   func(req []byte) []byte
 	answer func(resp []byte) string
-	cmd    *exec.Cmd
+	stop   func()
 }
 
 func (s *server) decide(req []byte) string {
@@ -104,11 +104,6 @@ func (s *server) decide(req []byte) string {
 		fail("%s: %d %s", s.name, resp.StatusCode, data)
 	}
 	return s.answer(data)
-}
-
-func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Wait()
 }
 
 type result struct {
@@ -220,14 +215,8 @@ func requests(n, m int) [][]byte {
 }
 
 func startWarden(dir string, docs map[string][]byte) *server {
-	root := filepath.Join(dir, "warden")
-	keys := filepath.Join(dir, "keys")
-	run(*wardenBin, "bundle", "keygen", "--out", keys)
-	check(os.MkdirAll(filepath.Join(root, "trust"), 0o700))
-	check(os.Chmod(root, 0o755))
-	pub, err := os.ReadFile(filepath.Join(keys, "bundle.pub"))
+	a, err := agentproc.Start(*wardenBin, "warden-rest-", nil)
 	check(err)
-	check(os.WriteFile(filepath.Join(root, "trust", "rest.pub"), pub, 0o600))
 	in := filepath.Join(dir, "docs")
 	for name, data := range docs {
 		check(os.MkdirAll(filepath.Dir(filepath.Join(in, name)), 0o755))
@@ -236,36 +225,24 @@ func startWarden(dir string, docs map[string][]byte) *server {
 	// Not rate limited or broken by the benchmark's own flood.
 	check(os.WriteFile(filepath.Join(in, "settings.json"), []byte(`{"kind": "Settings", "id": "agent", "spec": {"allowedHosts": ["localhost", "127.0.0.1"],
   "rateLimit": {"perMinute": 1000000, "queue": 100000}, "circuitBreaker": {"failures": 10000, "openSeconds": 1}}}`), 0o644))
-	check(os.MkdirAll(filepath.Join(root, "inbox"), 0o700))
-	run(*wardenBin, "bundle", "build", "--in", in, "--key", filepath.Join(keys, "bundle.key"), "--version", "1",
-		"--out", filepath.Join(root, "inbox", "rest.tar.gz"))
-	cmd := exec.Command(*wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
-		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
-	check(cmd.Start())
-	var info struct{ API, CA string }
-	waitFor("warden serving", func() bool {
-		data, err := os.ReadFile(filepath.Join(root, "run", "agent.json"))
-		return err == nil && json.Unmarshal(data, &info) == nil && info.API != ""
-	})
+	bundle, err := a.Build(in, 1)
+	check(err)
+	_, err = a.Drop(bundle)
+	check(err)
 	waitFor("bundle applied", func() bool {
-		_, err := os.Stat(filepath.Join(root, "inbox", "done", "rest.tar.gz"))
+		_, err := os.Stat(filepath.Join(a.Root, "inbox", "done", filepath.Base(bundle)))
 		return err == nil
 	})
-	caPEM, err := os.ReadFile(info.CA)
+	cfg, err := a.AdminTLS()
 	check(err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cert, err := tls.LoadX509KeyPair(filepath.Join(root, "certs", "admin.pem"), filepath.Join(root, "certs", "admin-key.pem"))
-	check(err)
-	s := &server{name: "warden", url: "https://" + info.API + "/api/v1/evaluate", cmd: cmd,
-		client: client(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "localhost"}),
-		body:   func(r []byte) []byte { return r },
+	return &server{name: "warden", url: "https://" + a.API + "/api/v1/evaluate",
+		client: client(cfg), stop: func() { a.Stop(false) },
+		body: func(r []byte) []byte { return r },
 		answer: func(b []byte) string {
 			var a struct{ Decision, Policy string }
 			check(json.Unmarshal(b, &a))
 			return a.Decision + " " + a.Policy
 		}}
-	return s
 }
 
 func startOPA(dir string, docs map[string][]byte) *server {
@@ -286,7 +263,8 @@ func startOPA(dir string, docs map[string][]byte) *server {
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, regoFile)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
-	s := &server{name: "OPA", url: "https://" + addr + "/v1/data/warden/decision", cmd: cmd,
+	s := &server{name: "OPA", url: "https://" + addr + "/v1/data/warden/decision",
+		stop:   func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() },
 		client: client(&tls.Config{RootCAs: pool, ServerName: "localhost"}),
 		body: func(r []byte) []byte {
 			return append(append([]byte(`{"input": `), r...), '}')
@@ -350,22 +328,6 @@ func waitFor(what string, cond func() bool) {
 			fail("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func loadavg() string {
-	data, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func run(args ...string) {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		fail("%v: %v\n%s", args, err, out)
 	}
 }
 

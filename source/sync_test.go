@@ -30,25 +30,7 @@ const policy = `{"kind": "Policy", "id": "%s", "spec": {"name": "p", "type": "Pr
 // buildTo signs a folder with one policy per id into path, atomically.
 func buildTo(t testing.TB, keyDir, path string, version int64, ids ...string) {
 	t.Helper()
-	in := t.TempDir()
-	os.MkdirAll(filepath.Join(in, "policies"), 0o700)
-	for _, id := range ids {
-		os.WriteFile(filepath.Join(in, "policies", id+".json"), []byte(strings.Replace(policy, "%s", id, 1)), 0o600)
-	}
-	key, err := source.LoadPrivateKey(filepath.Join(keyDir, source.PrivateKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _, err := source.Build(in, key, source.BuildOptions{Version: version})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
+	buildWith(t, keyDir, path, version, "", ids...)
 }
 
 // backendProc is the reference backend on a real loopback listener that

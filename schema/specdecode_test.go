@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"cuelang.org/go/cue"
 )
 
 // specCases are documents whose specs exercise every field and default of
@@ -97,4 +99,15 @@ func FuzzSpecDecodeAgrees(f *testing.F) {
 			t.Errorf("decodings differ for %s:\nJSON %+v\nCUE  %+v", data, fast, slow)
 		}
 	})
+}
+
+// decodeSpecCUE is CUE's decoding of a validated document's spec, which
+// decodeSpec stands in for on policies and approvers (for the tests that
+// compare the two).
+func decodeSpecCUE(kind string, val cue.Value) (any, error) {
+	spec, err := newSpec(kind)
+	if err != nil {
+		return nil, err
+	}
+	return spec, val.LookupPath(cue.ParsePath("spec")).Decode(spec)
 }

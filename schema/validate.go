@@ -414,17 +414,6 @@ func decodeSpec(kind string, data []byte, val cue.Value) (any, error) {
 	return spec, val.LookupPath(cue.ParsePath("spec")).Decode(spec)
 }
 
-// decodeSpecCUE is CUE's decoding of a validated document's spec, which
-// decodeSpec stands in for on policies and approvers (for the tests that
-// compare the two).
-func decodeSpecCUE(kind string, val cue.Value) (any, error) {
-	spec, err := newSpec(kind)
-	if err != nil {
-		return nil, err
-	}
-	return spec, val.LookupPath(cue.ParsePath("spec")).Decode(spec)
-}
-
 func newSpec(kind string) (any, error) {
 	switch kind {
 	case KindPolicy:

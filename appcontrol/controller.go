@@ -66,6 +66,16 @@ type Controller struct {
 	mu  sync.Mutex // group swaps
 	grp *group
 
+	// markMu orders ignore marks with generations: a mark is set only
+	// while the configuration it was decided under is current, and a new
+	// configuration is stored after the marks are flushed, both under it.
+	markMu     sync.Mutex
+	ignores    int // ignore marks set on grp since its last flush
+	maxIgnores int
+	// hardlinks is the protected_hardlinks sysctl file (tests point it
+	// elsewhere).
+	hardlinks string
+
 	sem     chan struct{}
 	wg      sync.WaitGroup // readers and decisions
 	reports chan report
@@ -82,6 +92,10 @@ type Stats struct {
 	Denied      atomic.Uint64 // answered deny (fallbacks included)
 	Fallback    atomic.Uint64 // answered with the fallback (deadline passed, or too busy)
 	Dropped     atomic.Uint64 // audit reports dropped because the queue was full
+	// IgnoreMarks counts the ignore marks set: files whose later execs the
+	// kernel answers without an event (ignore.go).
+	IgnoreMarks   atomic.Uint64
+	IgnoreFlushes atomic.Uint64 // times every ignore mark was dropped (generation, bound)
 }
 
 // config is one generation's view: the compiled ApplicationControl
@@ -95,6 +109,9 @@ type config struct {
 	timeout     time.Duration
 	mounts      []string
 	cache       *decisionCache
+	// ignoreOK: a decision may be left to the kernel (default allow and
+	// fs.protected_hardlinks on; ignore.go says why both).
+	ignoreOK bool
 }
 
 func (c *config) active() bool { return c.prof.Policies > 0 || c.defaultMode != DefaultAllow }
@@ -111,7 +128,8 @@ func New(opts Options) (*Controller, error) {
 		opts.Machine, _ = os.Hostname()
 	}
 	c := &Controller{opts: opts, log: opts.Logger.With("component", "appcontrol"), pid: os.Getpid(),
-		names: newNames(), hashes: newHashCache(), sem: make(chan struct{}, maxSlow), reports: make(chan report, 1024)}
+		names: newNames(), hashes: newHashCache(), sem: make(chan struct{}, maxSlow), reports: make(chan report, 1024),
+		maxIgnores: maxIgnoreMarks, hardlinks: protectedHardlinks}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return nil, err
@@ -133,6 +151,7 @@ func (c *Controller) Status() map[string]any {
 	}
 	c.mu.Unlock()
 	out["events"], out["cached"], out["denied"], out["fallback"] = c.stats.Events.Load(), c.stats.Cached.Load(), c.stats.Denied.Load(), c.stats.Fallback.Load()
+	out["ignoreMarks"], out["ignoreFlushes"] = c.stats.IgnoreMarks.Load(), c.stats.IgnoreFlushes.Load()
 	return out
 }
 
@@ -188,7 +207,15 @@ func (c *Controller) apply(sn *state.Snapshot) {
 	if len(cfg.mounts) == 0 {
 		cfg.mounts = []string{"/"}
 	}
+	cfg.ignoreOK = cfg.defaultMode == DefaultAllow && hardlinksProtected(c.hardlinks)
+	c.markMu.Lock()
+	flushErr := c.flushIgnores()
 	c.cur.Store(cfg)
+	c.markMu.Unlock()
+	if flushErr != nil { // never happens in practice; a mark must not outlive its generation
+		c.log.Error("ignore marks not flushed; watching with a new fanotify group", "err", flushErr)
+		c.swap(nil)
+	}
 	if !cfg.active() {
 		c.swap(nil)
 		return
@@ -283,6 +310,9 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		} else {
 			c.answer(ev, v.allow)
 		}
+		if v.kernel && stableName(path, &st) { // its mark went (the bound, memory pressure): again
+			c.kernelAnswers(cfg, ev, &st)
+		}
 		ev.release()
 		return
 	}
@@ -299,6 +329,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		defer c.wg.Done()
 		defer func() { <-c.sem }()
 		v := c.decide(cfg, ev, sub, path, &st, c.opts.Now())
+		v.kernel = markable(cfg, path, &st, v)
 		timer.Stop()
 		cfg.cache.put(key, v)
 		if v.report {
@@ -308,6 +339,9 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 			}
 		} else {
 			c.answer(ev, v.allow)
+		}
+		if v.kernel {
+			c.kernelAnswers(cfg, ev, &st)
 		}
 		ev.release()
 	}()

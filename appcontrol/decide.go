@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +22,10 @@ type verdict struct {
 	reason  string
 	sha256  string
 	expires time.Time // zero: until the generation changes
+	// kernel: no policy could match this file for anyone; with the
+	// default allow, the kernel may answer its later execs. Once the file
+	// itself is judged (markable, ignore.go), it says the file is marked.
+	kernel bool
 }
 
 // decide evaluates the ApplicationControl policies for one exec.
@@ -36,6 +41,7 @@ func (c *Controller) decide(cfg *config, ev *event, sub subject, path string, st
 		req.Application.SHA256, v.sha256 = sum, sum
 	}
 	d := cfg.ix.Evaluate(&req, now)
+	v.kernel = cfg.ignoreOK && !cfg.ix.ExecMayMatch(path, req.Application.SHA256)
 	v.allow, v.mode, v.policy, v.reason = d.Effective == policy.Allow, policy.StatusEnforce, d.EnforcedBy, d.Reason
 	if d.EnforcedBy == "" { // no enforcing policy matched: the default
 		listed := d.Policy != "" && d.Decision == policy.Allow
@@ -114,6 +120,8 @@ type fileKey struct {
 type hashCache struct {
 	mu sync.Mutex
 	m  map[fileKey]string
+	// hashed counts the files read to hash them (cache misses).
+	hashed atomic.Uint64
 }
 
 func newHashCache() *hashCache { return &hashCache{m: map[fileKey]string{}} }
@@ -128,6 +136,7 @@ func (h *hashCache) get(fd int, st *unix.Stat_t) (string, error) {
 	if ok {
 		return sum, nil
 	}
+	h.hashed.Add(1)
 	hw := sha256.New()
 	buf := make([]byte, 128<<10)
 	var off int64

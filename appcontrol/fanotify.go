@@ -27,8 +27,10 @@ type group struct {
 	pidfd  bool // events carry a pidfd (FAN_REPORT_PIDFD)
 	mounts []string
 
-	mu     sync.RWMutex // writers of responses hold it shared; closing, exclusive
+	mu     sync.RWMutex // writers of responses and marks hold it shared; closing, exclusive
 	closed bool
+
+	ignoreKind ignoreKind
 }
 
 // event is one exec the kernel reported. fd is the file being executed,

@@ -127,3 +127,52 @@ func AllowListWarnings(docs []*schema.Document, now time.Time) []string {
 	}
 	return out
 }
+
+// ExecMayMatch reports whether an ApplicationControl policy that is not
+// off could match an exec of the file at path whose content has the given
+// sha256 ("" when not known), for any user, group, machine or time of
+// day: only the file's own filters (applications and folders) are judged,
+// and a pattern with a variable (${USER}, ${HOME}, ${MACHINE}), or a
+// sha256 filter when the sum is not known, counts as matching. When it
+// reports false, every exec of that file at that path gets the same
+// answer, the controller's default, whoever runs it (the exec controller
+// lets the kernel answer such files itself).
+func (ix *Index) ExecMayMatch(path, sha256 string) bool {
+	a, ok := actionIndex[ActionExec]
+	if !ok {
+		return true
+	}
+	for _, i := range ix.buckets[a].all {
+		if ix.policies[i].mayMatchFile(path, sha256) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *compiled) mayMatchFile(path, sum string) bool {
+	apps := len(p.apps) == 0
+	for k := range p.apps {
+		m := &p.apps[k]
+		// commandLine, publisher and parent are refused for exec policies
+		// (checkExecPolicy); were one there, it would not narrow this.
+		if (m.path == nil || m.path.vars || m.path.match(path, vars{})) &&
+			(m.sha256 == "" || sum == "" || m.sha256 == sum) {
+			apps = true
+			break
+		}
+	}
+	if !apps {
+		return false
+	}
+	if len(p.folders) == 0 {
+		return true
+	}
+	for i := range p.folders {
+		f := &p.folders[i]
+		if f.self.vars || f.below.vars || f.self.match(path, vars{}) || f.below.match(path, vars{}) {
+			return true
+		}
+	}
+	return false
+}

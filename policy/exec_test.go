@@ -127,3 +127,48 @@ func TestAllowListWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestExecMayMatch: a file no ApplicationControl policy could match for
+// anyone is what the exec controller lets the kernel answer by itself, so
+// every filter that is about the caller (users, groups, machines, time)
+// must count as matching, and a variable or an unknown sha256 too.
+func TestExecMayMatch(t *testing.T) {
+	apps := func(a ...schema.ApplicationFilter) schema.Filters { return schema.Filters{Applications: a} }
+	cases := []struct {
+		name   string
+		status string
+		f      schema.Filters
+		path   string
+		sum    string
+		want   bool
+	}{
+		{"no filter on the file", StatusEnforce, schema.Filters{Users: []string{"alice"}}, "/usr/bin/true", "", true},
+		{"path of another program", StatusEnforce, apps(schema.ApplicationFilter{Path: "/usr/bin/nc*"}), "/usr/bin/true", "", false},
+		{"path of this program, for one user", StatusEnforce, schema.Filters{Users: []string{"alice"}, Applications: []schema.ApplicationFilter{{Path: "/usr/bin/tr*"}}}, "/usr/bin/true", "", true},
+		{"on one machine", StatusEnforce, schema.Filters{Machines: []string{"nowhere"}, Folders: []string{"/usr/bin"}}, "/usr/bin/true", "", true},
+		{"within a time window", StatusEnforce, schema.Filters{Time: &schema.TimeWindow{Days: []string{"sat"}}, Folders: []string{"/usr/bin"}}, "/usr/bin/true", "", true},
+		{"monitor counts", StatusMonitor, apps(schema.ApplicationFilter{Path: "/usr/bin/true"}), "/usr/bin/true", "", true},
+		{"off does not", StatusOff, apps(schema.ApplicationFilter{Path: "/usr/bin/true"}), "/usr/bin/true", "", false},
+		{"folder of this program", StatusEnforce, schema.Filters{Folders: []string{"/usr"}}, "/usr/bin/true", "", true},
+		{"another folder", StatusEnforce, schema.Filters{Folders: []string{"/home"}}, "/usr/bin/true", "", false},
+		{"path matches, folder does not", StatusEnforce, schema.Filters{Folders: []string{"/home"}, Applications: []schema.ApplicationFilter{{Path: "/usr/bin/true"}}}, "/usr/bin/true", "", false},
+		{"path with ${HOME}", StatusEnforce, apps(schema.ApplicationFilter{Path: "${HOME}/bin/*"}), "/usr/bin/true", "", true},
+		{"folder with ${USER}", StatusEnforce, schema.Filters{Folders: []string{"/srv/${USER}"}}, "/usr/bin/true", "", true},
+		{"sha256 not known", StatusEnforce, apps(schema.ApplicationFilter{SHA256: shaNC}), "/usr/bin/true", "", true},
+		{"sha256 of another file", StatusEnforce, apps(schema.ApplicationFilter{SHA256: shaNC}), "/usr/bin/true", strings.Repeat("2", 64), false},
+		{"sha256 of this file", StatusEnforce, apps(schema.ApplicationFilter{SHA256: shaNC}), "/usr/bin/true", shaNC, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ix := mustCompile(t, []*schema.Document{policyDoc("ac", schema.PolicySpec{Type: TypeApplicationControl,
+				Status: c.status, Controls: []string{Deny}, Filters: c.f})})
+			if got := ix.ExecMayMatch(c.path, c.sum); got != c.want {
+				t.Errorf("ExecMayMatch(%s, %q) = %v, want %v", c.path, c.sum, got, c.want)
+			}
+		})
+	}
+	elevation := mustCompile(t, []*schema.Document{policyDoc("elev", schema.PolicySpec{Controls: []string{Deny}})})
+	if elevation.ExecMayMatch("/usr/bin/true", "") {
+		t.Error("an elevation policy took part in ExecMayMatch")
+	}
+}

@@ -3,11 +3,17 @@ package appcontrol
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"warden/audit"
+	"warden/testuser"
 )
 
 // TestDenyForOneUser is the end-to-end behaviour: a deny policy on a
@@ -178,4 +184,52 @@ func TestAllowList(t *testing.T) {
 		t.Errorf("events %v / %v; want one block then one would-be block", evs[0].Details, evs[1].Details)
 	}
 	_ = audit.ApplicationBlocked
+}
+
+// TestOtherMountNamespaces: the marks are on the filesystem, so an exec
+// through a copy of the mount (a new mount namespace, which any user may
+// make inside a user namespace) or a bind mount is seen as well. The
+// policy names the program by its sha256: through a bind mount its path
+// is another.
+func TestOtherMountNamespaces(t *testing.T) {
+	needRoot(t)
+	mnt, prog := mountTmpfs(t, 16)
+	bob := testuser.New(t, "wdn-appctl2-n", testuser.Options{NoUserGroup: true})
+	f := start(t)
+	f.apply(t, settings(mnt, ""), acPolicy("no-true", "enforce", `{"applications": [{"sha256": "`+sha256File(t, prog)+`"}]}`, "deny"))
+	inNS := func(u *testUser, flags string) (int, string) {
+		cmd := exec.Command("unshare", flags, "/bin/sh", "-c", prog)
+		cmd.Dir = "/"
+		if u != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
+		}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Skipf("unshare: %v", err)
+		}
+		return 0, string(out)
+	}
+	if code, out := inNS(nil, "-m"); code != 126 {
+		t.Errorf("root in a new mount namespace: exit %d %q; want 126", code, out)
+	}
+	if out, err := exec.Command("unshare", "-Urm", "/bin/true").CombinedOutput(); err != nil {
+		t.Logf("no user namespaces here (%v %s): the unprivileged case is not possible", err, out)
+	} else if code, out := inNS(&bob, "-Urm"); code != 126 {
+		t.Errorf("%s in a user and mount namespace of their own: exit %d %q; want 126", bob.Name, code, out)
+	}
+	bind := filepath.Join(t.TempDir(), "bind")
+	if err := os.Mkdir(bind, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(mnt, bind, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(bind, unix.MNT_DETACH)
+	if code, _ := run(t, &bob, filepath.Join(bind, "true")); code != 126 {
+		t.Errorf("through a bind mount: exit %d; want 126", code)
+	}
 }

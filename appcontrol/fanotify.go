@@ -47,9 +47,17 @@ type event struct {
 }
 
 // openGroup creates a content-class group whose events carry pidfds when
-// the kernel can (5.15 and later) and marks each mount for exec
-// permission events. Every path must be a mount point: marking "the mount
-// that holds this folder" by mistake could be the root filesystem.
+// the kernel can (5.15 and later) and marks the filesystem of each mount
+// point for exec permission events. Every path must be a mount point:
+// marking "the filesystem that holds this folder" by mistake could be the
+// root filesystem.
+//
+// The mark is on the filesystem (FAN_MARK_FILESYSTEM), not the mount: a
+// mount mark belongs to one mount, and the copies of it that a new mount
+// namespace gets carry none, so any user allowed to create a user
+// namespace ran anything unseen with `unshare -Urm` (a bind mount of the
+// same folder elsewhere too). A filesystem mark sees every exec of a file
+// of that filesystem, through whichever mount, in every namespace.
 func openGroup(mounts []string) (*group, error) {
 	const flags = unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_UNLIMITED_QUEUE
 	eventFlags := uint(unix.O_RDONLY | unix.O_CLOEXEC | unix.O_LARGEFILE)
@@ -72,7 +80,7 @@ func openGroup(mounts []string) (*group, error) {
 			g.release()
 			return nil, err
 		}
-		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, m); err != nil {
+		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, m); err != nil {
 			g.release()
 			return nil, fmt.Errorf("fanotify_mark %s: %w", m, err)
 		}

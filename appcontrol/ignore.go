@@ -60,11 +60,19 @@ import (
 // Linux 5.19+): the kernel may drop one with its inode under memory
 // pressure, after which the exec simply comes back to the agent.
 //
-// What this does not cover, and why that is acceptable: root changing the
-// owner or mode of a marked file, or linking it elsewhere, leaves the mark
-// until the next write, generation or flush (root can change the policies
-// too); an exec in another mount namespace is not on a marked mount at all
-// (docs/application-control.md says so).
+// What this does not cover, and why that is acceptable:
+//
+//   - Root changing the owner or mode of a marked file, or linking it
+//     elsewhere, leaves the mark until the next write, generation or flush
+//     (root can change the policies too).
+//   - A user allowed to create user namespaces can bind-mount a file they
+//     can read under another name in a mount namespace of their own, and
+//     the filesystem mark sees execs there. Through a marked inode that
+//     alias runs without the agent. It runs the same file, as the same
+//     user, that every policy allows that user to run by its own name
+//     (argv[0] is the caller's to choose anyway), so it gains nothing;
+//     without marks the same alias already defeats path filters, which is
+//     why docs/application-control.md says to deny a program by sha256.
 
 // ignoreMask is what an ignore mark lets the kernel answer: the permission
 // event and the notification that goes with it.

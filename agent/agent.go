@@ -219,7 +219,7 @@ func (a *agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.startAppControl(bgCtx); err != nil {
+	if err := a.startAppControl(bgCtx, reg); err != nil {
 		return err
 	}
 	jobRoutes, err := a.startJobs(bgCtx)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"warden/testuser"
 )
 
@@ -59,6 +61,11 @@ func TestIgnoreMarkFollowsPolicies(t *testing.T) {
 	}
 	if f.reaches(t, &bob, prog) || f.reaches(t, nil, prog) {
 		t.Fatal("an exec of an ignore-marked file reached the agent; want the kernel to answer")
+	}
+	m := metrics(t, f.c)
+	if m["warden_appcontrol_ignore_marks_total"] != 1 || m["warden_appcontrol_watching"] != 1 ||
+		m["warden_appcontrol_events_total"] != float64(f.c.Stats().Events.Load()) || m["warden_appcontrol_events_total"] < 1 {
+		t.Errorf("metrics %v; want 1 ignore mark, watching 1, events_total as counted (%d)", m, f.c.Stats().Events.Load())
 	}
 
 	denyBob := acPolicy("no-true-bob", "enforce", `{"users": ["`+bob.Name+`"], "applications": [{"path": "`+prog+`"}]}`, "deny")
@@ -240,6 +247,29 @@ func TestIgnoreMarksBounded(t *testing.T) {
 	if f.reaches(t, nil, prog) {
 		t.Error("the first file was not marked again")
 	}
+}
+
+// metrics gathers the controller's Prometheus metrics by name.
+func metrics(t *testing.T, c *Controller) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.Collectors()...)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				out[f.GetName()] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[f.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 func sha256File(t *testing.T, p string) string {

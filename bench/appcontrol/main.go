@@ -5,9 +5,13 @@
 // applicationControl.mounts naming only the first and 20 ApplicationControl
 // policies, none of which matches. Batches of execs (a shell loop, so that
 // the execs are not the controller's own children) alternate between the
-// marked mount ("on": every exec is a permission event the controller
-// answers) and the unmarked one ("off"), in one run; the report is the
-// median cost per exec of each and their ratio.
+// marked mount ("on") and the unmarked one ("off"), in one run; the report
+// is the median cost per exec of each and their ratio. Three such rows:
+// root's program, which no policy could match for anyone, so that the
+// kernel answers its execs by itself (an ignore mark, the goal's figure);
+// a user-owned copy, which never gets one, so that every exec is a round
+// trip to the controller answered from its decision cache; and a control
+// with neither side watched, the noise floor of the run.
 //
 // It then measures the first exec of a file that must be hashed (a policy
 // filters on a sha256, so every new file is read once): fresh copies of a
@@ -120,6 +124,12 @@ func main() {
 	cpuOn := sideBySide("warden, 20 policies none matching (agent answers from its cache: user-owned file)", uOn, uOff, *execs, *batch)
 	fmt.Printf("  controller: %d events, %d from the cache (%v each, event read to answer written), %d fallbacks; agent CPU (user+sys) per exec on the watched mount: %v\n",
 		s.Events.Load()-e0, s.Cached.Load()-c0, time.Duration((s.CachedNanos.Load()-n0)/max(s.Cached.Load()-c0, 1)), s.Fallback.Load(), cpuOn/time.Duration(*execs))
+
+	// The noise floor of this run: the same measurement with neither side
+	// watched (two copies on the unwatched mount).
+	ctl := filepath.Join(unmarked, "true-c")
+	copyFile("/usr/bin/true", ctl, 0)
+	sideBySide("control, neither side watched", ctl, off, *execs, *batch)
 
 	// First exec of a file that needs hashing.
 	apply(st, 2, marked, strings.Repeat("ab", 32))

@@ -76,6 +76,9 @@ type Data struct {
 	// Forward is the running agent's audit forwarding state (status
 	// auditForward); nil when the agent is not running.
 	Forward []audit.ForwardStatus
+	// AppControl is the running agent's application control (status
+	// applicationControl); nil when the agent is down or runs without it.
+	AppControl *AppControl
 }
 
 // Grant is the part of a grant doctor needs.
@@ -142,6 +145,7 @@ var checks = []struct {
 	{"sudoers", checkSudoers},
 	{"admin-groups", checkAdminGroups},
 	{"clock", checkClock},
+	{"application-control", checkAppControl},
 }
 
 // Run runs every check.

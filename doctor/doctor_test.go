@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,6 +171,14 @@ func TestEachCheckBreaks(t *testing.T) {
 			write(t, e.GroupFile, "root:x:0:\nsudo:x:27:breakglass,mallory\n", 0o644)
 		}},
 		{"clock", Warn, func(t *testing.T, e *Env) { e.Unsynced = func() (bool, error) { return true, nil } }},
+		{"application-control", Fail, func(t *testing.T, e *Env) { // the agent is not root
+			e.Data.Policies = append(e.Data.Policies, json.RawMessage(`{"type": "ApplicationControl", "status": "enforce"}`))
+			e.Agent = noAPI{}
+		}},
+		{"application-control", Fail, func(t *testing.T, e *Env) { // it could not mark the filesystems
+			setSetting(t, e, "applicationControl", map[string]any{"default": "deny"})
+			e.Agent, e.Data.AppControl = noAPI{}, &AppControl{Active: false}
+		}},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {
@@ -217,6 +227,9 @@ func TestLiveAgent(t *testing.T) {
 	up.Agent = adminAPI(t, root, info)
 	up.GatherFromAgent()
 	rs := Run(&up)
+	if os.Geteuid() == 0 && up.Data.AppControl == nil {
+		t.Error("agent up as root: no applicationControl gathered from its status")
+	}
 	for _, check := range []string{"runs-as-root", "listeners-loopback", "tls-minimum", "audit-chain", "path-security", "certificate-expiry"} {
 		if r := result(rs, check); r.Status != Pass {
 			t.Errorf("agent up: %s = %s %q %q; want pass", check, r.Status, r.Message, r.Remedy)
@@ -239,6 +252,12 @@ func TestLiveAgent(t *testing.T) {
 		t.Errorf("agent down: listeners = %s; want skip", r.Status)
 	}
 }
+
+// noAPI is an agent that answers nothing: the checks that judge
+// gathered data only need to know one runs.
+type noAPI struct{}
+
+func (noAPI) Get(string, any) error { return errors.New("not asked in this test") }
 
 type httpAPI struct {
 	c    *http.Client
@@ -288,5 +307,16 @@ func TestParseProcAddr(t *testing.T) {
 	}
 	if _, err := parseProcAddr("zz:1"); err == nil {
 		t.Error("parseProcAddr(zz:1): no error")
+	}
+}
+
+func TestAppControlRunning(t *testing.T) {
+	e := healthy(t)
+	e.Data.Policies = append(e.Data.Policies, json.RawMessage(`{"type": "ApplicationControl", "status": "monitor"}`),
+		json.RawMessage(`{"type": "ApplicationControl", "status": "off"}`))
+	e.Agent, e.Data.AppControl = noAPI{}, &AppControl{Active: true, Mounts: []string{"/"}, Events: 7, IgnoreMarks: 3}
+	r := result(Run(e), "application-control")
+	if r.Status != Pass || !strings.Contains(r.Message, "1 ApplicationControl policies") || !strings.Contains(r.Message, "3 programs left to the kernel") {
+		t.Errorf("got %s %q; want pass naming 1 policy in force and 3 ignore marks", r.Status, r.Message)
 	}
 }

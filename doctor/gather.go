@@ -45,10 +45,11 @@ func (e *Env) GatherFromAgent() {
 		Reason   string `json:"reason"`
 	}
 	var st struct {
-		AuditForward []audit.ForwardStatus `json:"auditForward"`
+		AuditForward       []audit.ForwardStatus `json:"auditForward"`
+		ApplicationControl *AppControl           `json:"applicationControl"`
 	}
 	if e.Agent.Get("/api/v1/status", &st) == nil {
-		e.Data.Forward = st.AuditForward
+		e.Data.Forward, e.Data.AppControl = st.AuditForward, st.ApplicationControl
 	}
 	if e.Agent.Get("/api/v1/audit/verify", &v) == nil {
 		e.Data.AuditChecked, e.Data.AuditEvents = true, v.Events

@@ -13,8 +13,13 @@ FUZZTIME ?= 10s
 # GOFLAGS=-buildvcs=false environment.
 BUILDFLAGS := -buildvcs=true -trimpath
 
+# Two executables, installed side by side: bin/warden-core is the whole CLI
+# and the agent (cmd/warden); bin/warden is the small front (cmd/front) that
+# runs `warden elevate` itself and execs warden-core for everything else,
+# built static (CGO_ENABLED=0) so that it starts without the dynamic loader.
 build:
-	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/warden
+	$(GO) build $(BUILDFLAGS) -o $(BIN)-core ./cmd/warden
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/front
 
 # Man pages of every command, generated from the cobra commands (cobra/doc).
 # gen-docs lives only in a binary built with -tags gendocs.
@@ -29,7 +34,8 @@ DEB_VERSION ?= $(shell git log -1 --format='0.1.0~git%cd.%h' --date=format:%Y%m%
 DEB         := bin/warden_$(DEB_VERSION)_$(DEB_ARCH).deb
 deb:
 	rm -rf build/deb && mkdir -p build/deb/completion build/deb/doc bin
-	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -buildmode=pie -ldflags='-s -w' -o build/deb/warden ./cmd/warden
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -buildmode=pie -ldflags='-s -w' -o build/deb/warden-core ./cmd/warden
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags='-s -w' -o build/deb/warden ./cmd/front
 	$(GO) build -tags gendocs -o bin/warden-gendocs ./cmd/warden
 	bin/warden-gendocs gen-docs man build/deb/man && gzip -9n build/deb/man/*.1
 	build/deb/warden completion bash > build/deb/completion/warden.bash

@@ -33,8 +33,8 @@ func caller(a *elevate.Actor) engine.Caller {
 	return engine.Caller{Kind: engine.CallerUser, Name: a.Name, UID: a.UID, PID: a.PID, Groups: a.Groups}
 }
 
-func (s socketEngine) Evaluate(ctx context.Context, a *elevate.Actor, req *policy.Request) (engine.Result, error) {
-	return s.e.Evaluate(ctx, caller(a), req, false)
+func (s socketEngine) Evaluate(ctx context.Context, a *elevate.Actor, req *policy.Request) (engine.Result, engine.Record, error) {
+	return s.e.EvaluateDeferred(ctx, caller(a), req, false)
 }
 
 func (s socketEngine) WaitApproval(ctx context.Context, id string) (engine.Approval, error) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"warden/elevate/wire"
 	"warden/policy"
 )
 
@@ -21,30 +22,34 @@ type AccessResult struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
-// access serves TypeAccess: a FileAccess evaluation for the kernel's user.
+// access serves wire.TypeAccess: a FileAccess evaluation for the kernel's user.
 // The target is resolved by the agent (relative to the caller's working
 // directory, symlinks followed to the object they name) so the policy
 // judges the file the ACL would land on, not a link the user made.
-func (ss *session) access(m *Message) {
+func (ss *session) access(m *wire.Message) {
 	target, err := resolveTarget(m.Path, callerCwd(ss.a.PID))
 	if err != nil {
-		ss.fail(ExitRefused, err.Error())
+		ss.fail(wire.ExitRefused, err.Error())
 		return
 	}
 	if m.Seconds > policy.MaxGrantSeconds {
-		ss.fail(ExitUsage, fmt.Sprintf("--for: at most %s", time.Duration(policy.MaxGrantSeconds)*time.Second))
+		ss.fail(wire.ExitUsage, fmt.Sprintf("--for: at most %s", time.Duration(policy.MaxGrantSeconds)*time.Second))
 		return
 	}
 	req := &policy.Request{Action: policy.ActionFileAccess, Justification: strings.TrimSpace(m.Reason),
 		Target: &policy.Target{Path: target, Write: m.Write}, RequestedSeconds: m.Seconds,
 		Application: policy.Application{Parent: parentExe(ss.a.PID)}}
 	ss.startReader()
-	r, ok := ss.decide(req, m)
+	r, record, ok := ss.decide(req, m)
 	if !ok {
 		return
 	}
+	if err := record(); err != nil {
+		ss.fail(wire.ExitRefused, "the policy engine did not answer: "+err.Error())
+		return
+	}
 	if r.Effective != policy.Allow {
-		ss.fail(ExitRefused, denial(&r))
+		ss.fail(wire.ExitRefused, denial(&r))
 		return
 	}
 	res := AccessResult{Path: target, Access: "read", Policy: r.Policy, GrantID: r.GrantID, ExpiresAt: r.GrantExpiresAt}
@@ -52,11 +57,11 @@ func (ss *session) access(m *Message) {
 		res.Access = "write"
 	}
 	if r.Notify {
-		ss.c.send(&Message{Type: TypeNotice, Text: fmt.Sprintf("policy %s (%s) would have decided %s: %s",
+		ss.c.Send(&wire.Message{Type: wire.TypeNotice, Text: fmt.Sprintf("policy %s (%s) would have decided %s: %s",
 			r.Policy, r.Mode, r.Decision.Decision, r.Reason)})
 	}
 	data, _ := json.Marshal(res)
-	ss.c.send(&Message{Type: TypeResult, Data: data})
+	ss.c.Send(&wire.Message{Type: wire.TypeResult, Data: data})
 }
 
 // resolveTarget makes p absolute against cwd and resolves every symlink in

@@ -3,6 +3,7 @@ package elevate_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"warden/audit"
 	"warden/elevate"
+	"warden/elevate/wire"
 )
 
 func init() {
@@ -30,32 +34,42 @@ func init() {
 // answers prompts with answers in order, and prints every message it gets
 // as a JSON line until the agent ends the conversation.
 func rawClient(root, msg string, answers []string) int {
-	cl, err := elevate.Dial(root)
+	uc, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: filepath.Join(root, wire.SocketPath), Net: "unixpacket"})
 	if err != nil {
 		fmt.Println("dial:", err)
 		return 3
 	}
-	raw := elevate.RawClient{Client: cl}
+	raw := wire.Conn{C: uc}
+	// sendRaw sends exactly the bytes it is given, with fds, unchecked.
+	sendRaw := func(data []byte, fds ...int) error {
+		var oob []byte
+		if len(fds) > 0 {
+			oob = unix.UnixRights(fds...)
+		}
+		_, _, err := uc.WriteMsgUnix(data, oob, nil)
+		return err
+	}
 	if msg != "" {
-		if err := raw.SendRaw([]byte(msg), 0, 1, 2); err != nil {
+		if err := sendRaw([]byte(msg), 0, 1, 2); err != nil {
 			fmt.Println("send:", err)
 			return 3
 		}
 	}
 	for {
-		m, err := raw.Recv()
+		m, fds, err := raw.Recv()
+		wire.CloseAll(fds)
 		if err != nil {
 			fmt.Println("recv:", err)
 			return 0
 		}
 		b, _ := json.Marshal(m)
 		fmt.Fprintln(os.Stderr, string(b))
-		if m.Type == elevate.TypePrompt && len(answers) > 0 {
-			ans, _ := json.Marshal(elevate.Message{V: elevate.Version, Type: elevate.TypeAnswer, Text: answers[0]})
+		if m.Type == wire.TypePrompt && len(answers) > 0 {
+			ans, _ := json.Marshal(wire.Message{V: wire.Version, Type: wire.TypeAnswer, Text: answers[0]})
 			answers = answers[1:]
-			raw.SendRaw(ans)
+			sendRaw(ans)
 		}
-		if m.Type == elevate.TypeExit || m.Type == elevate.TypeError || m.Type == elevate.TypeResult {
+		if m.Type == wire.TypeExit || m.Type == wire.TypeError || m.Type == wire.TypeResult {
 			return m.Code
 		}
 	}
@@ -122,6 +136,10 @@ func TestElevateAllowDenyMonitor(t *testing.T) {
 	})
 	started := a.waitEvent(t, audit.ElevationStarted, func(e audit.Event) bool {
 		return e.TargetInfo != nil && e.TargetInfo.Path == "/usr/bin/id"
+	})
+	// The evaluation that allowed it is stored with it, right before it.
+	a.waitEvent(t, audit.PolicyEvaluation, func(e audit.Event) bool {
+		return e.Seq == started.Seq-1 && e.Evaluation != nil && e.Evaluation.Policy == "el-id" && e.Evaluation.Effective == "allow"
 	})
 	d := started.Details
 	if started.UserInfo.User != u.Name || d["uid"] != float64(u.UID) || d["pid"] == nil || d["cwd"] != "/" ||
@@ -327,5 +345,53 @@ func TestAgentStopHangsUpCommands(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Fatalf("command %d survived the agent's stop", pid)
+	}
+}
+
+// The front (installed as warden) handles `warden elevate` itself and
+// hands every other line to warden-core: both must give the same answers,
+// exit codes and messages for the same command line.
+func TestFrontAndCoreAgree(t *testing.T) {
+	a := startAgent(t)
+	u := newUser(t, "front")
+	a.policy(t, "fr-id", `{"name": "id as root", "type": "PrivilegeElevation", "status": "enforce",
+		"controls": ["allow"], "filters": {"users": ["wdn-elevate-front"], "applications": [{"path": "/usr/bin/id"}]}}`)
+	core := filepath.Join(filepath.Dir(wardenBin), "warden-core")
+	for _, args := range [][]string{
+		{"elevate", "--", "/usr/bin/id", "-u"},
+		{"elevate", "/usr/bin/id", "-un"},
+		{"elevate", "--reason=why", "--no-wait", "/usr/bin/id", "-u"},
+		{"elevate", "--reason", "--", "/usr/bin/id", "-u"}, // "--" is the reason's value, as for cobra
+		{"elevate", "--", "/usr/bin/whoami"},
+		{"elevate", "--", "./id"},
+		{"elevate"},
+		{"elevate", "--bogus", "--", "/usr/bin/id"},
+		{"elevate", "--no-wait=false", "/usr/bin/id"},
+	} {
+		run := func(bin string) (string, string, int) {
+			cmd := u.as(bin, append([]string{"--root", a.root}, args...)...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			return stdout.String(), stderr.String(), code
+		}
+		fo, fe, fc := run(wardenBin)
+		co, ce, cc := run(core)
+		if fo != co || fe != ce || fc != cc {
+			t.Errorf("warden %q:\n front: %d %q %q\n core:  %d %q %q", args, fc, fo, fe, cc, co, ce)
+		}
+	}
+	// No agent under the root: both say so the same way, exit 3.
+	none := t.TempDir()
+	fo, ferr := exec.Command(wardenBin, "--root", none, "elevate", "--", "/usr/bin/id").CombinedOutput()
+	co, cerr := exec.Command(core, "--root", none, "elevate", "--", "/usr/bin/id").CombinedOutput()
+	if string(fo) != string(co) || fmt.Sprint(ferr) != fmt.Sprint(cerr) || !strings.Contains(string(fo), "no agent reachable") {
+		t.Errorf("no agent: front %q (%v), core %q (%v)", fo, ferr, co, cerr)
 	}
 }

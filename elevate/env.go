@@ -3,17 +3,9 @@ package elevate
 import (
 	"strconv"
 	"strings"
-)
 
-// keepEnv reports whether the caller's variable key may reach an elevated
-// command (sudo's env_reset default list, minus what names files).
-func keepEnv(key string) bool {
-	switch key {
-	case "TERM", "LANG", "LANGUAGE", "COLORTERM":
-		return true
-	}
-	return strings.HasPrefix(key, "LC_")
-}
+	"warden/elevate/wire"
+)
 
 // ResetEnv builds an elevated command's environment the way sudo's
 // env_reset does: the caller's locale and terminal type only (values with
@@ -25,7 +17,7 @@ func ResetEnv(caller []string, a *Actor) []string {
 	seen := map[string]bool{}
 	for _, kv := range caller {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !keepEnv(k) || seen[k] || strings.ContainsAny(v, "/%") || len(v) > 256 {
+		if !ok || !wire.KeepEnv(k) || seen[k] || strings.ContainsAny(v, "/%") || len(v) > 256 {
 			continue
 		}
 		seen[k] = true

@@ -37,11 +37,17 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Chmod(dir, 0o755)
+	// Installed as it ships: the small front as warden (it runs
+	// `warden elevate` itself) and the full CLI beside it as warden-core
+	// (every other command, the agent included, is exec'd there).
 	wardenBin = filepath.Join(dir, "warden")
-	out, err := exec.Command("go", "build", "-o", wardenBin, "warden/cmd/warden").CombinedOutput()
-	if err != nil {
-		fmt.Printf("go build: %v\n%s", err, out)
-		os.Exit(1)
+	for bin, pkg := range map[string]string{wardenBin: "warden/cmd/front", filepath.Join(dir, "warden-core"): "warden/cmd/warden"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("go build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

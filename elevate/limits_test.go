@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"warden/audit"
-	"warden/elevate"
+	"warden/elevate/wire"
 )
 
 // TestOversizedAndSlowClientsAreDropped: a message over 64 KiB, or no
 // message in time, ends the connection and is audited.
 func TestOversizedAndSlowClientsAreDropped(t *testing.T) {
 	a := startAgent(t)
-	sock := filepath.Join(a.root, elevate.SocketPath)
+	sock := filepath.Join(a.root, wire.SocketPath)
 	dial := func() *net.UnixConn {
 		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: sock, Net: "unixpacket"})
 		if err != nil {
@@ -25,7 +25,7 @@ func TestOversizedAndSlowClientsAreDropped(t *testing.T) {
 		return c
 	}
 	big := dial()
-	msg := `{"v":1,"type":"elevate","argv":["/usr/bin/id","` + strings.Repeat("x", elevate.MaxMessage) + `"]}`
+	msg := `{"v":1,"type":"elevate","argv":["/usr/bin/id","` + strings.Repeat("x", wire.MaxMessage) + `"]}`
 	if _, err := big.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}

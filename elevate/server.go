@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"warden/audit"
+	"warden/elevate/wire"
 	"warden/engine"
 	"warden/policy"
 )
@@ -21,7 +23,10 @@ import (
 // Engine is what the socket needs from the policy engine. The agent wires
 // it to *engine.Engine, naming the Actor as the kernel-attested caller.
 type Engine interface {
-	Evaluate(ctx context.Context, a *Actor, req *policy.Request) (engine.Result, error)
+	// Evaluate is engine.EvaluateDeferred: the evaluation is stored by
+	// record, which the caller calls on every path before the answer has
+	// any effect.
+	Evaluate(ctx context.Context, a *Actor, req *policy.Request) (engine.Result, engine.Record, error)
 	// WaitApproval returns once approval id is decided or expired, or
 	// ctx ends.
 	WaitApproval(ctx context.Context, id string) (engine.Approval, error)
@@ -37,9 +42,6 @@ const (
 	maxConns       = 256
 	maxConnsPerUID = 16
 )
-
-// SocketPath is the user socket below the agent root.
-const SocketPath = "run/warden.sock"
 
 // Options wires a Server.
 type Options struct {
@@ -76,7 +78,7 @@ func Listen(opts Options) (*Server, error) {
 	if opts.Machine == "" {
 		opts.Machine, _ = os.Hostname()
 	}
-	p := filepath.Join(opts.Root, SocketPath)
+	p := filepath.Join(opts.Root, wire.SocketPath)
 	if st, err := os.Lstat(p); err == nil {
 		if st.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket; refusing to replace it", p)
@@ -171,26 +173,26 @@ func (s *Server) handle(c *net.UnixConn) {
 		return
 	}
 	defer s.release(a.UID)
-	sess := &session{s: s, a: a, c: conn{c}, log: s.log.With("user", a.Name, "uid", a.UID, "pid", a.PID)}
+	sess := &session{s: s, a: a, c: wire.Conn{C: c}, log: s.log.With("user", a.Name, "uid", a.UID, "pid", a.PID)}
 	c.SetReadDeadline(time.Now().Add(firstDeadline))
-	m, fds, err := sess.c.recv()
+	m, fds, err := sess.c.Recv()
 	if err != nil {
 		sess.dropped(err)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	defer closeAll(fds)
+	defer wire.CloseAll(fds)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	sess.ctx = ctx
 	switch m.Type {
-	case TypeElevate:
+	case wire.TypeElevate:
 		sess.elevate(m, fds)
-	case TypeAccess:
+	case wire.TypeAccess:
 		sess.access(m)
-	case TypeApprovalsList:
+	case wire.TypeApprovalsList:
 		sess.approvalsList()
-	case TypeApprovalsDecide:
+	case wire.TypeApprovalsDecide:
 		sess.approvalsDecide(m)
 	default:
 		sess.fail(2, "a conversation starts with elevate, access, approvals-list or approvals-decide, not "+m.Type)
@@ -217,12 +219,12 @@ func (a *Actor) userInfo() *audit.UserInfo {
 type session struct {
 	s   *Server
 	a   *Actor
-	c   conn
+	c   wire.Conn
 	ctx context.Context
 	log *slog.Logger
 
-	inbox chan *Message // filled by the reader once a command runs or waits
-	gone  chan struct{} // closed when the client hung up
+	inbox chan *wire.Message // filled by the reader once a command runs or waits
+	gone  chan struct{}      // closed when the client hung up
 }
 
 // dropped audits a client dropped for a bad, oversized or late message.
@@ -235,31 +237,31 @@ func (ss *session) dropped(err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		why = "slow client"
 	}
-	if errors.Is(err, errEOF) || errors.Is(err, unix.ECONNRESET) {
+	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
 		return // hung up before asking: nothing to record
 	}
 	ss.s.refuse(ss.a, "protocol: "+why, nil)
-	ss.c.send(&Message{Type: TypeError, Code: 2, Text: why})
+	ss.c.Send(&wire.Message{Type: wire.TypeError, Code: 2, Text: why})
 }
 
 func (ss *session) fail(code int, text string) {
-	ss.c.send(&Message{Type: TypeError, Code: code, Text: text})
+	ss.c.Send(&wire.Message{Type: wire.TypeError, Code: code, Text: text})
 }
 
 // startReader reads the client's messages from now on into ss.inbox, and
 // closes ss.gone when the client hangs up or breaks the protocol.
 func (ss *session) startReader() {
-	ss.inbox = make(chan *Message, 8)
+	ss.inbox = make(chan *wire.Message, 8)
 	ss.gone = make(chan struct{})
 	ss.s.wg.Add(1)
 	go func() {
 		defer ss.s.wg.Done()
 		defer close(ss.gone)
 		for {
-			m, fds, err := ss.c.recv()
-			closeAll(fds)
+			m, fds, err := ss.c.Recv()
+			wire.CloseAll(fds)
 			if err != nil {
-				if !errors.Is(err, errEOF) && ss.ctx.Err() == nil && !isClosed(err) {
+				if !errors.Is(err, io.EOF) && ss.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 					ss.s.refuse(ss.a, "protocol: "+err.Error(), nil)
 				}
 				return
@@ -275,7 +277,7 @@ func (ss *session) startReader() {
 
 // ask sends a prompt and returns the answer (bounded by promptDeadline).
 func (ss *session) ask(kind, text string) (string, bool) {
-	if err := ss.c.send(&Message{Type: TypePrompt, Prompt: kind, Text: text}); err != nil {
+	if err := ss.c.Send(&wire.Message{Type: wire.TypePrompt, Prompt: kind, Text: text}); err != nil {
 		return "", false
 	}
 	t := time.NewTimer(promptDeadline)
@@ -283,7 +285,7 @@ func (ss *session) ask(kind, text string) (string, bool) {
 	for {
 		select {
 		case m := <-ss.inbox:
-			if m.Type == TypeAnswer {
+			if m.Type == wire.TypeAnswer {
 				return m.Text, true
 			}
 		case <-ss.gone:

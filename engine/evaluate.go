@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"warden/audit"
@@ -41,11 +42,37 @@ type Result struct {
 // the caller; when that event cannot be stored Evaluate returns the error
 // and nothing it decided takes effect.
 func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, explain bool) (Result, error) {
+	r, record, err := e.EvaluateDeferred(ctx, c, req, explain)
+	if err == nil {
+		err = record()
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+// Record stores an answer's POLICY_EVALUATION followed by with (events of
+// what the caller does because of the answer) in one transaction. It
+// returns nil once they are on disk; nothing the answer allows may happen
+// before that. Calling it again does nothing and returns the first
+// outcome.
+type Record func(with ...audit.Event) error
+
+// EvaluateDeferred is Evaluate for a caller that acts on the answer with
+// something it must audit as well: the user socket forks the command it
+// will run, held before its first instruction, and stores
+// POLICY_EVALUATION and ELEVATION_STARTED together, one fsync instead of
+// two. For a plain decision the evaluation is not yet stored when it
+// returns: the caller must call record on every path (a defer), whatever
+// it then does. Decisions that store a grant or an approval are stored
+// before it returns, as with Evaluate, and record stores only with.
+func (e *Engine) EvaluateDeferred(ctx context.Context, c Caller, req *policy.Request, explain bool) (Result, Record, error) {
 	if c.Kind == CallerUser {
 		if c.Name == "" {
 			// The transport resolves the name; a user it could not name is
 			// not evaluated under an empty one.
-			return Result{}, fmt.Errorf("%w: user caller uid %d has no name", ErrNoCaller, c.UID)
+			return Result{}, nil, fmt.Errorf("%w: user caller uid %d has no name", ErrNoCaller, c.UID)
 		}
 		req.User, req.Groups, req.Machine = c.Name, c.Groups, e.opts.Machine
 	}
@@ -56,15 +83,15 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 	if until, open := e.circuitOpen(keys, now); open {
 		r := Result{Decision: policy.CircuitOpen()}
 		r.Reason = policy.ReasonCircuitOpen + " until " + until.UTC().Format(time.RFC3339)
-		return r, e.auditDecision(ctx, c, req, &r)
+		return r, recordOnly(e), e.auditDecision(ctx, c, req, &r)
 	}
 	wait, err := e.reserve(ctx, c, req, keys, now)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	if wait > 0 {
 		if err := e.opts.Sleep(ctx, wait); err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		now = e.opts.Now()
 	}
@@ -99,7 +126,7 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 	if asks(&r.Decision, policy.MFA) && !justificationFirst(req, &r, decide) {
 		verified, err := e.checkMFA(ctx, c, req, &r, now)
 		if err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		if verified {
 			req.MFAVerified = true
@@ -109,7 +136,7 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 	if e.recordOutcome(keys, r.Failed(), now) {
 		if err := e.audit(ctx, audit.Event{Type: audit.CircuitOpen, Severity: audit.Warning, Component: "engine",
 			UserInfo: requestUserInfo(c, req), Details: map[string]any{"sources": keys}}); err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 	}
 	var newApproval bool
@@ -127,10 +154,12 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 			r.GrantID, r.GrantExpiresAt = grant.ID, &grant.ExpiresAt
 		}
 	}
-	// The evaluation is on disk before anything it decided happens; an
-	// approval request or a grant is stored in the same transaction as
-	// the evaluation and its own event, so neither exists unaudited.
+	// The evaluation is on disk before anything it decided happens (record
+	// returns nil); an approval request or a grant is stored in the same
+	// transaction as the evaluation and its own event, before this
+	// returns, so neither exists unaudited.
 	ev := decisionEvent(c, req, &r)
+	record := recordOnly(e)
 	switch {
 	case newApproval:
 		a := e.newApproval(c, req, r.ApprovalID, fp, &r.Decision, now)
@@ -155,17 +184,25 @@ func (e *Engine) Evaluate(ctx context.Context, c Caller, req *policy.Request, ex
 			e.grants.schedule(grant.ExpiresAt)
 		}
 	default:
-		err = e.audit(ctx, ev)
+		record = func(with ...audit.Event) error { return e.auditAll(append([]audit.Event{ev}, with...)) }
 	}
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	if r.Notify && e.opts.Notify != nil {
+		// The notification follows the stored evaluation, as events do.
 		payload, _ := json.Marshal(map[string]any{"type": "policy", "user": req.User, "machine": req.Machine,
 			"application": req.Application.Path, "decision": r.Decision.Decision, "policy": r.Policy, "time": now.UTC()})
-		e.opts.Notify(payload)
+		stored := record
+		record = func(with ...audit.Event) error {
+			if err := stored(with...); err != nil {
+				return err
+			}
+			e.opts.Notify(payload)
+			return nil
+		}
 	}
-	return r, nil
+	return r, once(record), nil
 }
 
 // justificationFirst handles a code sent with a request that, once MFA
@@ -232,6 +269,48 @@ func (e *Engine) audit(ctx context.Context, ev audit.Event) error {
 		return fmt.Errorf("%w: %s: %w", ErrAuditUnavailable, ev.Type, err)
 	}
 	return nil
+}
+
+// auditAll stores evs, in order, in one transaction (one fsync). A single
+// event goes through the writer's group commit instead.
+func (e *Engine) auditAll(evs []audit.Event) error {
+	if len(evs) == 1 {
+		return e.audit(context.Background(), evs[0])
+	}
+	txn, err := e.opts.Audit.Begin()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+	}
+	entries := make([]state.AuditEntry, len(evs))
+	for i, ev := range evs {
+		entries[i] = txn.Add(ev)
+	}
+	if err := txn.End(e.opts.Store.AppendAudit(entries), false); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrAuditUnavailable, evs[0].Type, err)
+	}
+	return nil
+}
+
+// recordOnly is the Record of an answer already stored: it stores with.
+func recordOnly(e *Engine) Record {
+	return func(with ...audit.Event) error {
+		if len(with) == 0 {
+			return nil
+		}
+		return e.auditAll(with)
+	}
+}
+
+// once makes r store once; later calls return the first outcome.
+func once(r Record) Record {
+	var (
+		o   sync.Once
+		err error
+	)
+	return func(with ...audit.Event) error {
+		o.Do(func() { err = r(with...) })
+		return err
+	}
 }
 
 // commit stores kv in bucket b and evs in the audit chain in one store

@@ -30,7 +30,7 @@ set -a; . /etc/default/warden; set +a
 root=${WARDEN_ROOT:-/opt/warden}
 [ -z "$(ls -A "$root/KeeperStorage" 2>/dev/null)" ] && created_root=$root
 
-for f in /usr/bin/warden /usr/lib/systemd/system/warden.service /etc/default/warden \
+for f in /usr/bin/warden /usr/lib/warden/warden /usr/lib/warden/warden-core /usr/lib/systemd/system/warden.service /etc/default/warden \
          /usr/share/man/man1/warden.1.gz /usr/share/man/man1/warden-doctor.1.gz \
          /usr/share/bash-completion/completions/warden /usr/share/zsh/vendor-completions/_warden \
          /usr/share/fish/vendor_completions.d/warden.fish /usr/share/doc/warden/copyright; do
@@ -67,12 +67,17 @@ done
 
 step "warden doctor (agent up)"
 /usr/bin/warden doctor
+step "warden elevate through the installed front, as nobody (no policy: refused, exit 1)"
+set +e
+out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/warden --root "$root" elevate -- /usr/bin/true 2>&1); code=$?
+set -e
+[ "$code" = 1 ] && grep -q "denied" <<<"$out" || { echo "deb-check: elevate as nobody: exit $code: $out" >&2; exit 1; }
 step "warden doctor (agent down)"
 kill "$pid"; wait "$pid" || true; pid=
 /usr/bin/warden doctor -o json >/dev/null
 
 step "dpkg -r, dpkg -P"
 dpkg -r warden >/dev/null
-[ ! -e /usr/bin/warden ] || { echo "deb-check: /usr/bin/warden left after remove" >&2; exit 1; }
+[ ! -e /usr/bin/warden ] && [ ! -e /usr/lib/warden/warden-core ] || { echo "deb-check: warden left after remove" >&2; exit 1; }
 dpkg -P warden >/dev/null
 step "ok"

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"warden/elevate"
+	"warden/elevate/wire"
 	"warden/engine"
 )
 
@@ -57,7 +58,7 @@ func init() {
 						return err
 					}
 				} else {
-					data, err := socketCall(&elevate.Message{Type: elevate.TypeApprovalsDecide, ID: args[0],
+					data, err := socketCall(&wire.Message{Type: wire.TypeApprovalsDecide, ID: args[0],
 						Approve: verb == "approve", Reason: reason})
 					if err != nil {
 						return err
@@ -85,7 +86,7 @@ func listApprovals(w io.Writer, asJSON bool) error {
 			return err
 		}
 	} else {
-		data, err := socketCall(&elevate.Message{Type: elevate.TypeApprovalsList})
+		data, err := socketCall(&wire.Message{Type: wire.TypeApprovalsList})
 		if err != nil {
 			return err
 		}
@@ -127,7 +128,7 @@ func init() {
 			if dur < 0 || dur%time.Second != 0 {
 				return fmt.Errorf("--for %s: a whole number of seconds, at least 0", dur)
 			}
-			data, err := socketCall(&elevate.Message{Type: elevate.TypeAccess, Path: args[0], Write: write,
+			data, err := socketCall(&wire.Message{Type: wire.TypeAccess, Path: args[0], Write: write,
 				Seconds: int(dur / time.Second), Reason: reason})
 			if err != nil {
 				return err

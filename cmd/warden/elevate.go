@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"warden/elevate"
+	userclient "warden/elevate/client"
+	"warden/elevate/wire"
 )
 
 // exitWith ends the command with code and no further message.
@@ -17,8 +19,8 @@ func exitWith(code int) error {
 }
 
 // dialAgent connects to the user socket under --root.
-func dialAgent() (*elevate.Client, error) {
-	cl, err := elevate.Dial(rootDir)
+func dialAgent() (*userclient.Client, error) {
+	cl, err := userclient.Dial(rootDir)
 	if err != nil {
 		return nil, &exitError{code: exitNoAgent, err: err}
 	}
@@ -26,7 +28,7 @@ func dialAgent() (*elevate.Client, error) {
 }
 
 func init() {
-	var o elevate.ElevateOptions
+	var o userclient.ElevateOptions
 	cmd := &cobra.Command{
 		Use:   "elevate [--reason TEXT] [--no-wait] -- CMD [ARGS...]",
 		Short: "Run CMD as root if policy allows it (exit: CMD's code, 1 refused, 75 approval pending)",
@@ -54,7 +56,7 @@ func init() {
 
 // socketCall sends one request over the user socket and returns its
 // result, turning the agent's refusal into the exit code it names.
-func socketCall(m *elevate.Message) ([]byte, error) {
+func socketCall(m *wire.Message) ([]byte, error) {
 	cl, err := dialAgent()
 	if err != nil {
 		return nil, err

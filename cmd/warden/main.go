@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"warden/buildinfo"
+	"warden/cmd/internal/rootdir"
 )
 
 // Exit codes shared by every command (DESIGN.md, CLI).
@@ -44,21 +44,7 @@ var rootCmd = &cobra.Command{
 }
 
 func init() {
-	rootCmd.PersistentFlags().StringVar(&rootDir, "root", defaultRoot(), "agent root folder (default from $WARDEN_ROOT)")
-}
-
-func defaultRoot() string {
-	if r := os.Getenv("WARDEN_ROOT"); r != "" {
-		return r
-	}
-	if os.Geteuid() == 0 {
-		return "/opt/warden"
-	}
-	abs, err := filepath.Abs(".warden")
-	if err != nil {
-		return ".warden"
-	}
-	return abs
+	rootCmd.PersistentFlags().StringVar(&rootDir, "root", rootdir.Default(), "agent root folder (default from $WARDEN_ROOT)")
 }
 
 func main() {

@@ -1,4 +1,9 @@
-package elevate
+// Package client is the unprivileged side of warden's user socket: the
+// client of `warden elevate`, `warden access` and `warden approvals`. It
+// links only the protocol (elevate/wire) and the standard library, so the
+// small front binary (cmd/front) that runs `warden elevate` starts in about
+// the time a Go hello-world does.
+package client
 
 import (
 	"bufio"
@@ -11,13 +16,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"warden/elevate/wire"
 )
 
 // Client is the unprivileged side of the user socket.
 type Client struct {
-	c      conn
+	c      wire.Conn
 	Stderr io.Writer
 }
 
@@ -26,12 +34,12 @@ var ErrNoAgent = errors.New("no agent reachable")
 
 // Dial connects to ROOT/run/warden.sock.
 func Dial(root string) (*Client, error) {
-	p := filepath.Join(root, SocketPath)
+	p := filepath.Join(root, wire.SocketPath)
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoAgent, p, unwrapOp(err))
 	}
-	return &Client{c: conn{c}, Stderr: os.Stderr}, nil
+	return &Client{c: wire.Conn{C: c}, Stderr: os.Stderr}, nil
 }
 
 func unwrapOp(err error) error {
@@ -43,7 +51,7 @@ func unwrapOp(err error) error {
 }
 
 // Close hangs up.
-func (cl *Client) Close() error { return cl.c.c.Close() }
+func (cl *Client) Close() error { return cl.c.C.Close() }
 
 // ElevateOptions is `warden elevate`'s command line.
 type ElevateOptions struct {
@@ -64,105 +72,111 @@ func (cl *Client) Elevate(o ElevateOptions) int {
 	if tty != nil {
 		defer tty.Close()
 	}
-	m := &Message{Type: TypeElevate, Argv: o.Argv, Reason: o.Reason, NoWait: o.NoWait, TTY: tty != nil,
+	m := &wire.Message{Type: wire.TypeElevate, Argv: o.Argv, Reason: o.Reason, NoWait: o.NoWait, TTY: tty != nil,
 		Env: callerEnv()}
-	if err := cl.c.send(m, 0, 1, 2); err != nil {
+	if err := cl.c.Send(m, 0, 1, 2); err != nil {
 		fmt.Fprintln(cl.Stderr, "warden: send request:", err)
-		return ExitNoAgent
+		return wire.ExitNoAgent
 	}
+	// The conversation is read on this goroutine; signals are handled on
+	// another, which forwards them once the command runs. Before that,
+	// INT, TERM or HUP means the user leaves (a pending approval stays
+	// pending): the connection is closed and the read below ends.
+	var started atomic.Bool
+	var left atomic.Int32
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-	msgs := make(chan *Message)
-	errc := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
 	go func() {
 		for {
-			m, fds, err := cl.c.recv()
-			closeAll(fds)
-			if err != nil {
-				errc <- err
+			var s os.Signal
+			select {
+			case <-stop:
 				return
+			case s = <-sigs:
 			}
-			msgs <- m
-		}
-	}()
-	started := false
-	for {
-		select {
-		case s := <-sigs:
-			sig := int(s.(unix.Signal))
-			if !started {
-				if sig == int(unix.SIGINT) || sig == int(unix.SIGTERM) || sig == int(unix.SIGHUP) {
-					// Leaving while waiting (for an approval, say): the
-					// request stays pending on the agent.
-					fmt.Fprintln(cl.Stderr, "\nwarden: interrupted; a pending approval stays pending, run the same command again to pick it up")
-					return 128 + sig
+			sig := s.(unix.Signal)
+			if !started.Load() {
+				if sig == unix.SIGINT || sig == unix.SIGTERM || sig == unix.SIGHUP {
+					left.Store(int32(sig))
+					cl.c.C.Close()
+					return
 				}
 				continue
 			}
-			cl.c.send(&Message{Type: TypeSignal, Signal: sig})
-			if sig == int(unix.SIGTSTP) {
+			cl.c.Send(&wire.Message{Type: wire.TypeSignal, Signal: int(sig)})
+			if sig == unix.SIGTSTP {
 				// Stop with the command, as a shell expects of a
 				// foreground job; SIGCONT (fg) is forwarded on.
 				unix.Kill(0, unix.SIGSTOP)
 			}
-		case err := <-errc:
-			fmt.Fprintln(cl.Stderr, "warden: the agent hung up:", err)
-			return ExitRefused
-		case m := <-msgs:
-			switch m.Type {
-			case TypeStarted:
-				started = true
-			case TypeExit:
-				return m.Code
-			case TypeError:
-				if m.Text != "" {
-					fmt.Fprintln(cl.Stderr, "warden:", m.Text)
-				}
-				return m.Code
-			case TypeNotice:
-				fmt.Fprintln(cl.Stderr, "warden:", m.Text)
-			case TypeApproval:
-				fmt.Fprintln(cl.Stderr, "warden:", m.Text)
-				if !o.NoWait {
-					fmt.Fprintln(cl.Stderr, "warden: waiting for approval (Ctrl-C leaves the request pending)...")
-				}
-			case TypePrompt:
-				cl.c.send(&Message{Type: TypeAnswer, Text: prompt(tty, m)})
+		}
+	}()
+	for {
+		m, fds, err := cl.c.Recv()
+		wire.CloseAll(fds)
+		if err != nil {
+			if sig := left.Load(); sig != 0 {
+				fmt.Fprintln(cl.Stderr, "\nwarden: interrupted; a pending approval stays pending, run the same command again to pick it up")
+				return 128 + int(sig)
 			}
+			fmt.Fprintln(cl.Stderr, "warden: the agent hung up:", err)
+			return wire.ExitRefused
+		}
+		switch m.Type {
+		case wire.TypeStarted:
+			started.Store(true)
+		case wire.TypeExit:
+			return m.Code
+		case wire.TypeError:
+			if m.Text != "" {
+				fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+			}
+			return m.Code
+		case wire.TypeNotice:
+			fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+		case wire.TypeApproval:
+			fmt.Fprintln(cl.Stderr, "warden:", m.Text)
+			if !o.NoWait {
+				fmt.Fprintln(cl.Stderr, "warden: waiting for approval (Ctrl-C leaves the request pending)...")
+			}
+		case wire.TypePrompt:
+			cl.c.Send(&wire.Message{Type: wire.TypeAnswer, Text: prompt(tty, m)})
 		}
 	}
 }
 
 // Call sends one request and returns its result (access, approvals),
 // answering prompts on the terminal.
-func (cl *Client) Call(m *Message) (json.RawMessage, int, error) {
+func (cl *Client) Call(m *wire.Message) (json.RawMessage, int, error) {
 	tty := openTTY()
 	if tty != nil {
 		defer tty.Close()
 	}
 	m.TTY = tty != nil
-	if err := cl.c.send(m); err != nil {
-		return nil, ExitNoAgent, err
+	if err := cl.c.Send(m); err != nil {
+		return nil, wire.ExitNoAgent, err
 	}
 	for {
-		r, fds, err := cl.c.recv()
-		closeAll(fds)
+		r, fds, err := cl.c.Recv()
+		wire.CloseAll(fds)
 		if err != nil {
-			return nil, ExitRefused, fmt.Errorf("the agent hung up: %w", err)
+			return nil, wire.ExitRefused, fmt.Errorf("the agent hung up: %w", err)
 		}
 		switch r.Type {
-		case TypeResult:
+		case wire.TypeResult:
 			return r.Data, 0, nil
-		case TypeError:
+		case wire.TypeError:
 			return nil, r.Code, errors.New(r.Text)
-		case TypeNotice, TypeApproval:
+		case wire.TypeNotice, wire.TypeApproval:
 			fmt.Fprintln(cl.Stderr, "warden:", r.Text)
-			if r.Type == TypeApproval && !m.NoWait {
+			if r.Type == wire.TypeApproval && !m.NoWait {
 				fmt.Fprintln(cl.Stderr, "warden: waiting for approval (Ctrl-C leaves the request pending)...")
 			}
-		case TypePrompt:
-			cl.c.send(&Message{Type: TypeAnswer, Text: prompt(tty, r)})
+		case wire.TypePrompt:
+			cl.c.Send(&wire.Message{Type: wire.TypeAnswer, Text: prompt(tty, r)})
 		}
 	}
 }
@@ -180,12 +194,12 @@ func openTTY() *os.File {
 }
 
 // prompt asks on the terminal; MFA codes are read without echo.
-func prompt(tty *os.File, m *Message) string {
+func prompt(tty *os.File, m *wire.Message) string {
 	if tty == nil {
 		return ""
 	}
 	fmt.Fprint(tty, m.Text)
-	if m.Prompt == PromptMFA {
+	if m.Prompt == wire.PromptMFA {
 		if t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); err == nil {
 			quiet := *t
 			quiet.Lflag &^= unix.ECHO
@@ -205,7 +219,7 @@ func prompt(tty *os.File, m *Message) string {
 func callerEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if k, _, ok := strings.Cut(kv, "="); ok && keepEnv(k) {
+		if k, _, ok := strings.Cut(kv, "="); ok && wire.KeepEnv(k) {
 			out = append(out, kv)
 		}
 	}

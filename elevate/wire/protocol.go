@@ -1,4 +1,9 @@
-package elevate
+// Package wire is the user-socket protocol of warden's agent
+// (DIR/run/warden.sock): the messages, their limits and checks, and one end
+// of a connection. Both sides use it: the agent's server (package elevate)
+// and the unprivileged client (package elevate/client), which links nothing
+// else so that `warden elevate` starts fast.
+package wire
 
 import (
 	"bytes"
@@ -26,6 +31,9 @@ import (
 // (first message), answer (to a prompt), signal (forwarded to a running
 // command). Agent to client: prompt, notice, approval, started, exit,
 // result, error.
+// SocketPath is the user socket below the agent root.
+const SocketPath = "run/warden.sock"
+
 const (
 	Version    = 1
 	MaxMessage = 64 << 10
@@ -166,13 +174,13 @@ func (m *Message) check() error {
 	return nil
 }
 
-// conn is one end of a user-socket connection.
-type conn struct {
-	c *net.UnixConn
+// Conn is one end of a user-socket connection.
+type Conn struct {
+	C *net.UnixConn
 }
 
-// send writes m with fds attached (none when fds is empty).
-func (c conn) send(m *Message, fds ...int) error {
+// Send writes m with fds attached (none when fds is empty).
+func (c Conn) Send(m *Message, fds ...int) error {
 	m.V = Version
 	data, err := json.Marshal(m)
 	if err != nil {
@@ -186,20 +194,20 @@ func (c conn) send(m *Message, fds ...int) error {
 		oob = unix.UnixRights(fds...)
 	}
 	// A peer that stops reading cannot hold the sender forever.
-	c.c.SetWriteDeadline(time.Now().Add(sendDeadline))
-	_, _, err = c.c.WriteMsgUnix(data, oob, nil)
+	c.C.SetWriteDeadline(time.Now().Add(sendDeadline))
+	_, _, err = c.C.WriteMsgUnix(data, oob, nil)
 	return err
 }
 
 // sendDeadline bounds one send to a peer that does not read.
 const sendDeadline = 10 * time.Second
 
-// recv reads one message and the fds that came with it. A message that was
+// Recv reads one message and the fds that came with it. A message that was
 // cut short (larger than MaxMessage) is ErrTooLarge; its fds are closed.
-func (c conn) recv() (*Message, []*os.File, error) {
+func (c Conn) Recv() (*Message, []*os.File, error) {
 	buf := make([]byte, MaxMessage+1)
 	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
-	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	n, oobn, flags, _, err := c.C.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,16 +219,16 @@ func (c conn) recv() (*Message, []*os.File, error) {
 		fdErr = errors.New("too many file descriptors")
 	}
 	if flags&unix.MSG_TRUNC != 0 || n > MaxMessage {
-		closeAll(fds)
+		CloseAll(fds)
 		return nil, nil, ErrTooLarge
 	}
 	if fdErr != nil {
-		closeAll(fds)
+		CloseAll(fds)
 		return nil, nil, fmt.Errorf("message: %w", fdErr)
 	}
 	m, err := Decode(buf[:n])
 	if err != nil {
-		closeAll(fds)
+		CloseAll(fds)
 		return nil, nil, err
 	}
 	return m, fds, nil
@@ -253,15 +261,29 @@ func parseRights(oob []byte) ([]*os.File, error) {
 	return files, bad
 }
 
-func closeAll(fs []*os.File) {
+// CloseAll closes the files that came with a message.
+func CloseAll(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
 }
 
-// errEOF is the peer hanging up.
-var errEOF = io.EOF
+// Exit codes of `warden elevate` besides the command's own; the agent's
+// error messages carry them in Code.
+const (
+	ExitRefused = 1  // denied, or a step the policy asks for was not done
+	ExitUsage   = 2  // bad request
+	ExitNoAgent = 3  // the socket is not there
+	ExitPending = 75 // an approval is pending (--no-wait); EX_TEMPFAIL
+)
 
-func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
-
-func rights(fds []int) []byte { return unix.UnixRights(fds...) }
+// KeepEnv reports whether the caller's variable key may reach an elevated
+// command (sudo's env_reset default list, minus what names files). The
+// client offers only these; the agent filters again.
+func KeepEnv(key string) bool {
+	switch key {
+	case "TERM", "LANG", "LANGUAGE", "COLORTERM":
+		return true
+	}
+	return strings.HasPrefix(key, "LC_")
+}

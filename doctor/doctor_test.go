@@ -36,7 +36,7 @@ func healthy(t *testing.T) *Env {
 	os.Chmod(root, 0o755)
 	bindir := filepath.Join(dir, "bin")
 	os.Mkdir(bindir, 0o755)
-	bin := filepath.Join(bindir, "warden")
+	bin := filepath.Join(bindir, "warden-core") // the front, warden, would be beside it
 	write(t, bin, "#!/bin/sh\n", 0o755)
 	sudoersD := filepath.Join(dir, "sudoers.d")
 	os.Mkdir(sudoersD, 0o750)
@@ -129,6 +129,9 @@ func TestEachCheckBreaks(t *testing.T) {
 		}},
 		{"path-security", Fail, func(t *testing.T, e *Env) {
 			os.Chmod(e.Binary, 0o757)
+		}},
+		{"path-security", Fail, func(t *testing.T, e *Env) { // the front beside the core
+			write(t, filepath.Join(filepath.Dir(e.Binary), "warden"), "#!/bin/sh\n", 0o757)
 		}},
 		{"allowed-hosts", Warn, func(t *testing.T, e *Env) { setSetting(t, e, "allowedHosts", []string{"*"}) }},
 		{"allowed-hosts", Warn, func(t *testing.T, e *Env) {

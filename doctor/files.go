@@ -13,8 +13,8 @@ import (
 )
 
 // checkPaths is the page's "verify path security": the root tree and the
-// binary (and the folder holding it) owned by root, with no group or world
-// write. The user socket (run/warden.sock, 0666 by design) is the one
+// binary (the folder holding it, and the front beside it) owned by root,
+// with no group or world write. The user socket (run/warden.sock, 0666 by design) is the one
 // exception. Symbolic links are reported, never followed.
 func checkPaths(e *Env) Result {
 	var bad []string
@@ -51,7 +51,9 @@ func checkPaths(e *Env) Result {
 		if bin == "" {
 			bin = e.Binary
 		}
-		for _, p := range []string{bin, filepath.Dir(bin)} {
+		// The front installed beside it as warden (cmd/front) is what root
+		// runs first (`warden agent` from the unit): it must be as safe.
+		for _, p := range []string{bin, filepath.Dir(bin), filepath.Join(filepath.Dir(bin), "warden")} {
 			if st, err := os.Lstat(p); err == nil {
 				note(p, st)
 			}

@@ -3,6 +3,7 @@ package elevate_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -393,5 +394,45 @@ func TestFrontAndCoreAgree(t *testing.T) {
 	co, cerr := exec.Command(core, "--root", none, "elevate", "--", "/usr/bin/id").CombinedOutput()
 	if string(fo) != string(co) || fmt.Sprint(ferr) != fmt.Sprint(cerr) || !strings.Contains(string(fo), "no agent reachable") {
 		t.Errorf("no agent: front %q (%v), core %q (%v)", fo, ferr, co, cerr)
+	}
+}
+
+// Signals the caller's terminal sends to `warden elevate` reach the command
+// (its process group), and the command's own exit code comes back.
+func TestSignalsReachTheCommand(t *testing.T) {
+	a := startAgent(t)
+	u := newUser(t, "sig")
+	a.policy(t, "el-sig", `{"name": "sh", "type": "PrivilegeElevation", "status": "enforce",
+		"controls": ["allow"], "filters": {"users": ["wdn-elevate-sig"], "applications": [{"path": "/usr/bin/dash"}]}}`)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		want string
+		code int
+	}{{syscall.SIGINT, "got INT", 7}, {syscall.SIGTERM, "got TERM", 9}, {syscall.SIGQUIT, "got QUIT", 11}} {
+		cmd := u.as(wardenBin, "--root", a.root, "elevate", "--", "/bin/sh", "-c",
+			`trap "echo got INT; exit 7" INT; trap "echo got TERM; exit 9" TERM; trap "echo got QUIT; exit 11" QUIT; echo ready; while :; do sleep 0.05; done`)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, _ := out.Read(buf)
+		if string(buf[:n]) != "ready\n" {
+			t.Fatalf("command said %q; want ready", buf[:n])
+		}
+		time.Sleep(300 * time.Millisecond) // the client has its "started" by now
+		cmd.Process.Signal(tc.sig)
+		rest, _ := io.ReadAll(out)
+		err = cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if strings.TrimSpace(string(rest)) != tc.want || code != tc.code {
+			t.Fatalf("%v to the client: command printed %q, client exited %d; want %q and %d", tc.sig, rest, code, tc.want, tc.code)
+		}
 	}
 }

@@ -369,21 +369,8 @@ func TestFrontAndCoreAgree(t *testing.T) {
 		{"elevate", "--bogus", "--", "/usr/bin/id"},
 		{"elevate", "--no-wait=false", "/usr/bin/id"},
 	} {
-		run := func(bin string) (string, string, int) {
-			cmd := u.as(bin, append([]string{"--root", a.root}, args...)...)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			return stdout.String(), stderr.String(), code
-		}
-		fo, fe, fc := run(wardenBin)
-		co, ce, cc := run(core)
+		fo, fe, fc := a.run(t, wardenBin, u, "", args...)
+		co, ce, cc := a.run(t, core, u, "", args...)
 		if fo != co || fe != ce || fc != cc {
 			t.Errorf("warden %q:\n front: %d %q %q\n core:  %d %q %q", args, fc, fo, fe, cc, co, ce)
 		}

@@ -232,7 +232,13 @@ func (u testUser) as(name string, args ...string) *exec.Cmd {
 // and the exit code.
 func (a *testAgent) warden(t *testing.T, u testUser, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := u.as(wardenBin, append([]string{"--root", a.root}, args...)...)
+	return a.run(t, wardenBin, u, stdin, args...)
+}
+
+// run is warden with another executable (warden-core, say).
+func (a *testAgent) run(t *testing.T, bin string, u testUser, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := u.as(bin, append([]string{"--root", a.root}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
 	err := cmd.Run()

@@ -277,18 +277,7 @@ func (e *Engine) auditAll(evs []audit.Event) error {
 	if len(evs) == 1 {
 		return e.audit(context.Background(), evs[0])
 	}
-	txn, err := e.opts.Audit.Begin()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
-	}
-	entries := make([]state.AuditEntry, len(evs))
-	for i, ev := range evs {
-		entries[i] = txn.Add(ev)
-	}
-	if err := txn.End(e.opts.Store.AppendAudit(entries), false); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrAuditUnavailable, evs[0].Type, err)
-	}
-	return nil
+	return e.commit("", nil, evs...)
 }
 
 // recordOnly is the Record of an answer already stored: it stores with.
@@ -315,7 +304,8 @@ func once(r Record) Record {
 
 // commit stores kv in bucket b and evs in the audit chain in one store
 // transaction: the records and the events that record them are on disk
-// together or not at all, with one fsync for all of them.
+// together or not at all, with one fsync for all of them. With no records
+// (kv nil, b "") it stores the events alone.
 func (e *Engine) commit(b state.Bucket, kv map[string]any, evs ...audit.Event) error {
 	txn, err := e.opts.Audit.Begin()
 	if err != nil {

@@ -96,12 +96,12 @@ func TestCacheValidatesChangesOnly(t *testing.T) {
 
 func TestValidateMany(t *testing.T) {
 	files := []File{
-		{"policies/a.json", policyDoc(5_000_001)},
-		{"policies/bad.json", []byte(`{"kind":"Policy","id":"Bad"}`)},
-		{"policies/a-again.json", policyDoc(5_000_001)},
-		{"jobs/inventory.json", []byte(designExamples[job])},
-		{"broken.json", []byte(`{"kind":`)},
-		{"policies/empty.json", []byte(`{"kind":"Policy","id":"empty"}`)},
+		{Name: "policies/a.json", Data: policyDoc(5_000_001)},
+		{Name: "policies/bad.json", Data: []byte(`{"kind":"Policy","id":"Bad"}`)},
+		{Name: "policies/a-again.json", Data: policyDoc(5_000_001)},
+		{Name: "jobs/inventory.json", Data: []byte(designExamples[job])},
+		{Name: "broken.json", Data: []byte(`{"kind":`)},
+		{Name: "policies/empty.json", Data: []byte(`{"kind":"Policy","id":"empty"}`)},
 	}
 	docs, err := ValidateMany(files)
 	var errs Errors

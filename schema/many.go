@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"crypto/sha256"
 	"runtime"
 	"sort"
 	"sync"
@@ -12,6 +13,11 @@ import (
 type File struct {
 	Name string
 	Data []byte
+	// Sum, when not zero, is the SHA-256 of Data, computed by the caller
+	// (a bundle's files are hashed once, against the manifest), so that
+	// validation does not hash them again. It must be Data's: a wrong Sum
+	// would answer for other bytes from the cache.
+	Sum [32]byte
 }
 
 // ValidateMany validates files on all cores and returns the valid
@@ -23,19 +29,34 @@ func ValidateMany(files []File) ([]*Document, error) {
 }
 
 // ValidateEach validates files on all cores. docs[i] and errs[i] are
-// Validate's answers for files[i]. When ctx ends it stops early and returns
-// ctx.Err(); the answers are then incomplete.
+// Validate's answers for files[i]. Documents validated before are answered
+// from the cache first, in one pass; only the others reach the workers, so
+// a generation that changes 10 of 10,000 documents evaluates 10. When ctx
+// ends it stops early and returns ctx.Err(); the answers are then
+// incomplete.
 func ValidateEach(ctx context.Context, files []File) (docs []*Document, errs []error, err error) {
 	docs = make([]*Document, len(files))
 	errs = make([]error, len(files))
+	sums := make([][32]byte, len(files))
+	var todo []int
+	for j, f := range files {
+		sums[j] = f.Sum
+		if sums[j] == ([32]byte{}) {
+			sums[j] = sha256.Sum256(f.Data)
+		}
+		if docs[j] = cache.get(sums[j]); docs[j] == nil {
+			todo = append(todo, j)
+		}
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(files)) {
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := int(next.Add(1) - 1); j < len(files) && ctx.Err() == nil; j = int(next.Add(1) - 1) {
-				docs[j], errs[j] = Validate(files[j].Name, files[j].Data)
+			for k := int(next.Add(1) - 1); k < len(todo) && ctx.Err() == nil; k = int(next.Add(1) - 1) {
+				j := todo[k]
+				docs[j], errs[j] = validate(files[j].Name, files[j].Data, sums[j])
 			}
 		}()
 	}

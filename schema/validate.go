@@ -166,7 +166,11 @@ var evaluations atomic.Int64
 // lists every broken rule. Validate is safe for concurrent use; a document
 // whose bytes were validated before is served from a cache.
 func Validate(name string, data []byte) (*Document, error) {
-	sum := sha256.Sum256(data)
+	return validate(name, data, sha256.Sum256(data))
+}
+
+// validate is Validate of data whose SHA-256 is sum.
+func validate(name string, data []byte, sum [32]byte) (*Document, error) {
 	if d := cache.get(sum); d != nil {
 		return d, nil
 	}

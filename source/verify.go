@@ -80,7 +80,8 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 // check runs the checks after the signature: files, expiry, documents.
 func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 	start := time.Now()
-	if err := checkFiles(b, v.Manifest); err != nil {
+	sums, err := checkFiles(b, v.Manifest)
+	if err != nil {
 		return err
 	}
 	v.Timings.Hash = time.Since(start)
@@ -88,7 +89,7 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 		return err
 	}
 	start = time.Now()
-	docs, errs := validateDocuments(ctx, b)
+	docs, errs := validateDocuments(ctx, b, sums)
 	v.Timings.Validate = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		// The workers stopped early: docs has gaps (nil) and errs is partial.
@@ -106,10 +107,13 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 
 // checkFiles compares the bundle's files with the manifest: every file
 // listed, with the right SHA-256, in a place a document can be, and
-// nothing unlisted. It reports every problem found.
-func checkFiles(b *Bundle, m *schema.Manifest) error {
+// nothing unlisted. It reports every problem found. It returns the SHA-256
+// of every file, which validation uses (every byte that is validated or
+// answered from the cache was hashed here, against the signed manifest).
+func checkFiles(b *Bundle, m *schema.Manifest) (map[string][32]byte, error) {
 	var errs []error
 	listed := make(map[string]bool, len(m.Files))
+	sums := make(map[string][32]byte, len(m.Files))
 	for _, f := range m.Files {
 		if listed[f.Path] {
 			errs = append(errs, fmt.Errorf("%s: %w in the manifest", f.Path, ErrDuplicate))
@@ -122,9 +126,12 @@ func checkFiles(b *Bundle, m *schema.Manifest) error {
 			continue
 		}
 		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != f.SHA256 {
-			errs = append(errs, fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, got, f.SHA256))
+		var want [32]byte
+		if n, err := hex.Decode(want[:], []byte(f.SHA256)); err != nil || n != len(want) || sum != want {
+			errs = append(errs, fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, hex.EncodeToString(sum[:]), f.SHA256))
+			continue
 		}
+		sums[f.Path] = sum
 	}
 	for _, p := range b.Paths() {
 		if !listed[p] {
@@ -133,7 +140,7 @@ func checkFiles(b *Bundle, m *schema.Manifest) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return sums, errors.Join(errs...)
 }
 
 func checkExpiry(m *schema.Manifest, now time.Time) error {
@@ -163,16 +170,17 @@ func (e *InvalidError) Unwrap() []error { return []error{ErrInvalid, e.Errors} }
 
 // validateDocuments validates every file of b as the document its path
 // says it is, on all cores. Unchanged documents cost a cache lookup
-// (schema.Validate caches by content hash). The documents come back in
-// path order; errs lists every issue, sorted by file.
-func validateDocuments(ctx context.Context, b *Bundle) (docs []*schema.Document, errs schema.Errors) {
+// (schema.Validate caches by content hash), by the SHA-256 in sums
+// (checkFiles'; a file without one is hashed again). The documents come
+// back in path order; errs lists every issue, sorted by file.
+func validateDocuments(ctx context.Context, b *Bundle, sums map[string][32]byte) (docs []*schema.Document, errs schema.Errors) {
 	var files []schema.File
 	for _, p := range b.Paths() {
 		if _, _, err := placeOf(p); err != nil {
 			errs = append(errs, schema.Issue{File: p, Msg: err.Error()})
 			continue
 		}
-		files = append(files, schema.File{Name: p, Data: b.Files[p]})
+		files = append(files, schema.File{Name: p, Data: b.Files[p], Sum: sums[p]})
 	}
 	// On cancellation the answers are partial; check returns ctx.Err().
 	each, failed, _ := schema.ValidateEach(ctx, files)
@@ -212,10 +220,11 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFiles(b, m); err != nil {
+	sums, err := checkFiles(b, m)
+	if err != nil {
 		return nil, err
 	}
-	docs, errs := validateDocuments(context.Background(), b)
+	docs, errs := validateDocuments(context.Background(), b, sums)
 	if errs != nil {
 		return nil, errs
 	}

@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"testing"
+
+	"warden/schema"
 )
 
 // BenchmarkApplyGeneration applies generations of 1k, 10k and 100k
@@ -48,5 +50,30 @@ func BenchmarkOpen10k(b *testing.B) {
 			b.Fatal("generation not read")
 		}
 		s.Close()
+	}
+}
+
+// BenchmarkApplyGenerationChanged10 applies generations of 10,000
+// policies of which 10 changed from the one before: what a new version of
+// a large bundle costs the store (reference counts, sealing the 10 new
+// documents, the index, pruning, fsync and commit), without validation.
+func BenchmarkApplyGenerationChanged10(b *testing.B) {
+	base := generationDocs(b, 10_000, "base")
+	s := openT(b, keeperDir(b), Options{})
+	if _, err := s.ApplyGeneration(Apply{Source: "bench", Docs: base}); err != nil {
+		b.Fatal(err)
+	}
+	round := 0
+	for b.Loop() {
+		b.StopTimer()
+		round++
+		docs := append([]*schema.Document(nil), base...)
+		for k := 0; k < 10; k++ {
+			docs[k*997] = restoredPolicy(b, docs[k*997].ID, fmt.Sprintf("round-%d", round))
+		}
+		b.StartTimer()
+		if _, err := s.ApplyGeneration(Apply{Source: "bench", Docs: docs}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

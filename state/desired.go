@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -53,15 +55,11 @@ func (sn *Snapshot) Settings() *schema.SettingsSpec {
 }
 
 func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
-	kindOrder := map[string]int{}
-	for i, k := range schema.Kinds {
-		kindOrder[k] = i
-	}
-	sort.Slice(docs, func(i, j int) bool {
-		if docs[i].Kind != docs[j].Kind {
-			return kindOrder[docs[i].Kind] < kindOrder[docs[j].Kind]
+	slices.SortFunc(docs, func(a, b *schema.Document) int {
+		if a.Kind != b.Kind {
+			return kindRank(a.Kind) - kindRank(b.Kind)
 		}
-		return docs[i].ID < docs[j].ID
+		return strings.Compare(a.ID, b.ID)
 	})
 	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[string]*schema.Document, len(docs))}
 	for _, d := range docs {
@@ -69,6 +67,16 @@ func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
 	}
 	sn.Meta.Documents = len(docs)
 	return sn
+}
+
+// kindRank is a kind's place in schema.Kinds (unknown kinds last).
+func kindRank(kind string) int {
+	for i, k := range schema.Kinds {
+		if k == kind {
+			return i
+		}
+	}
+	return len(schema.Kinds)
 }
 
 // Apply is a new generation of desired state.
@@ -113,20 +121,16 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 		}
 		seen[d.Key()] = true
 	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	// In reference order, so that each Put into the shared buckets is an
 	// append to bbolt's in-memory node rather than a memmove (100k
 	// documents in random order took seconds).
 	docs := append([]*schema.Document(nil), a.Docs...)
-	refs := make([]docRef, len(docs))
-	rh := s.seal.refHasher()
-	for i, d := range docs {
-		refs[i] = rh.ref(d)
-	}
+	refs := s.refsOf(docs)
 	sort.Sort(byRef{refs, docs})
 	var m Meta
 	var auditEntries []AuditEntry
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
 	err := s.update(func(tx *bolt.Tx) error {
 		cur, err := readCurrent(tx, s.seal)
 		if err != nil {
@@ -140,11 +144,18 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 		m = Meta{Generation: cur.Generation + 1, BundleVersion: a.BundleVersion, Source: a.Source,
 			AppliedAt: time.Now().UTC(), Documents: len(a.Docs)}
 		genKey := u64(m.Generation)
+		if err := s.countByRun(tx); err != nil {
+			return err
+		}
+		prev, err := s.generationRefs(tx, cur.Generation)
+		if err != nil {
+			return err
+		}
 		gb, err := tx.Bucket(bDesired).CreateBucket(genKey)
 		if err != nil {
 			return fmt.Errorf("generation %d: %w", m.Generation, err)
 		}
-		if err := s.putRefs(tx, refs, docs); err != nil {
+		if err := s.putRefs(tx, refs, docs, prev); err != nil {
 			return err
 		}
 		if err := gb.Put(kGenIndex, s.seal.seal(indexBytes(refs), ad(genKey, kGenIndex))); err != nil {
@@ -170,7 +181,7 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	}
 	s.cp.advance(func(c *Checkpoint) { c.Generation, c.BundleVersion = m.Generation, m.BundleVersion })
 	s.advanceAudit(auditEntries)
-	s.current.Store(newSnapshot(m, docs))
+	s.current.Store(newSnapshot(m, append([]*schema.Document(nil), a.Docs...)))
 	s.notify(m.Generation)
 	return m, nil
 }
@@ -203,11 +214,19 @@ func (s *Store) pruneGenerations(tx *bolt.Tx, newest uint64) error {
 	}
 	for _, k := range drop {
 		if gb := b.Bucket(k); gb != nil {
+			g := binary.BigEndian.Uint64(k)
 			refs, _, err := s.readIndex(gb, k)
 			if err != nil {
-				return fmt.Errorf("prune generation %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("prune generation %d: %w", g, err)
 			}
-			if err := s.dropRefs(tx, refs); err != nil {
+			// Its successor is kept, or pruned next in this loop (drop is
+			// in ascending order): either way it now starts the runs it
+			// continues.
+			next, err := s.generationRefs(tx, g+1)
+			if err != nil {
+				return fmt.Errorf("prune generation %d: %w", g, err)
+			}
+			if err := s.dropRefs(tx, refs, next); err != nil {
 				return err
 			}
 		}

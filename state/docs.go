@@ -20,9 +20,17 @@ import (
 // key-name key) of the document's kind, id and SHA-256, so it reveals
 // nothing about the content; the sealed value is bound to its reference,
 // and the index to its generation, so neither can be moved unnoticed.
-// bDocRefs counts the kept generations whose index names a document; the
-// document goes when the last of them is pruned.
-
+//
+// bDocRefs counts, for each document, its runs within the kept
+// generations: the kept generations that hold it while the one before
+// them does not (or that are the oldest kept). A document is held by some
+// kept generation exactly when it has a run, and it goes when its last run
+// is pruned. Counting runs rather than generations is what makes a new
+// generation cost its changes: a document the generation before also held
+// continues its run and is not written; pruning the oldest generation
+// counts down only the documents its successor does not hold. (Stores
+// written when bDocRefs counted generations are recounted at their next
+// apply: kRefsByRun marks the new count.)
 // refSize is the length of a content reference.
 const refSize = 32
 
@@ -51,12 +59,48 @@ func (r *refHasher) ref(d *schema.Document) docRef {
 	return out
 }
 
-// putRefs stores the documents a new generation names and counts the
-// generation as one more user of each. Only a document no kept generation
-// holds yet is marshalled, sealed and written.
-func (s *Store) putRefs(tx *bolt.Tx, refs []docRef, docs []*schema.Document) error {
+// kRefsByRun, in bMeta, marks a store whose bDocRefs counts runs.
+var kRefsByRun = []byte("docrefs-by-run")
+
+// refKey is what a content reference is computed from.
+type refKey struct {
+	kind, id string
+	hash     [32]byte
+}
+
+// refsOf returns the content reference of each of docs, reusing those of
+// the last applied generation (lastRefs, replaced by docs'), and computing
+// only the others. The caller holds applyMu.
+func (s *Store) refsOf(docs []*schema.Document) []docRef {
+	refs := make([]docRef, len(docs))
+	next := make(map[refKey]docRef, len(docs))
+	var rh *refHasher
+	for i, d := range docs {
+		k := refKey{d.Kind, d.ID, d.Hash}
+		r, ok := s.lastRefs[k]
+		if !ok {
+			if rh == nil {
+				rh = s.seal.refHasher()
+			}
+			r = rh.ref(d)
+		}
+		refs[i], next[k] = r, r
+	}
+	s.lastRefs = next
+	return refs
+}
+
+// putRefs stores the documents of a new generation (refs, docs in the same
+// order) that its predecessor (prev, its index) does not hold, and counts
+// a run for each: only those are marshalled, sealed and written, and only
+// when no kept generation holds them yet.
+func (s *Store) putRefs(tx *bolt.Tx, refs []docRef, docs []*schema.Document, prev []docRef) error {
 	db, rb := tx.Bucket(bDocs), tx.Bucket(bDocRefs)
+	held := refSet(prev)
 	for i, ref := range refs {
+		if held[ref] {
+			continue
+		}
 		n := refCount(rb.Get(ref[:]))
 		if n == 0 {
 			d := docs[i]
@@ -79,11 +123,17 @@ func (s *Store) putRefs(tx *bolt.Tx, refs []docRef, docs []*schema.Document) err
 	return nil
 }
 
-// dropRefs counts a pruned generation out of every document it named,
-// deleting the documents no kept generation holds any more.
-func (s *Store) dropRefs(tx *bolt.Tx, refs []docRef) error {
+// dropRefs prunes the oldest kept generation (its index refs): a run of
+// each of its documents that its successor (next) does not hold ends,
+// and a document with no run left is deleted. The runs its successor
+// continues now start there, and their counts stay.
+func (s *Store) dropRefs(tx *bolt.Tx, refs, next []docRef) error {
 	db, rb := tx.Bucket(bDocs), tx.Bucket(bDocRefs)
+	held := refSet(next)
 	for _, ref := range refs {
+		if held[ref] {
+			continue
+		}
 		switch n := refCount(rb.Get(ref[:])); n {
 		case 0: // already gone: nothing to count down
 		case 1:
@@ -100,6 +150,91 @@ func (s *Store) dropRefs(tx *bolt.Tx, refs []docRef) error {
 		}
 	}
 	return nil
+}
+
+func refSet(refs []docRef) map[docRef]bool {
+	m := make(map[docRef]bool, len(refs))
+	for _, r := range refs {
+		m[r] = true
+	}
+	return m
+}
+
+// generationRefs reads the index of generation n; a generation that is not
+// kept, or was written before content addressing, holds none.
+func (s *Store) generationRefs(tx *bolt.Tx, n uint64) ([]docRef, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	k := u64(n)
+	gb := tx.Bucket(bDesired).Bucket(k)
+	if gb == nil {
+		return nil, nil
+	}
+	refs, _, err := s.readIndex(gb, k)
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	return refs, nil
+}
+
+// countByRun makes bDocRefs count runs (see above) if it does not yet: a
+// store written when it counted generations is recounted from the kept
+// generations' indexes, once, in the transaction of its next apply.
+func (s *Store) countByRun(tx *bolt.Tx) error {
+	meta := tx.Bucket(bMeta)
+	if v := meta.Get(kRefsByRun); v != nil {
+		if _, err := s.seal.open(v, kRefsByRun); err == nil {
+			return nil
+		}
+	}
+	runs := map[docRef]uint32{}
+	var prev map[docRef]bool
+	c := tx.Bucket(bDesired).Cursor()
+	last := uint64(0)
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) != 8 {
+			continue
+		}
+		g := binary.BigEndian.Uint64(k)
+		refs, err := s.generationRefs(tx, g)
+		if err != nil {
+			return err
+		}
+		if g != last+1 {
+			prev = nil // the oldest kept (generations are numbered without gaps)
+		}
+		for _, r := range refs {
+			if !prev[r] {
+				runs[r]++
+			}
+		}
+		prev, last = refSet(refs), g
+	}
+	db, rb := tx.Bucket(bDocs), tx.Bucket(bDocRefs)
+	var gone [][]byte
+	if err := rb.ForEach(func(k, _ []byte) error {
+		if len(k) == refSize && runs[docRef(k)] == 0 {
+			gone = append(gone, append([]byte(nil), k...))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range gone {
+		if err := db.Delete(k); err != nil {
+			return err
+		}
+		if err := rb.Delete(k); err != nil {
+			return err
+		}
+	}
+	for r, n := range runs {
+		if err := rb.Put(r[:], binary.BigEndian.AppendUint32(nil, n)); err != nil {
+			return err
+		}
+	}
+	return meta.Put(kRefsByRun, s.seal.seal([]byte("runs"), kRefsByRun))
 }
 
 func refCount(v []byte) uint32 {

@@ -90,6 +90,10 @@ type Store struct {
 	// two applies could publish in the other order and leave current on
 	// the older generation.
 	applyMu sync.Mutex
+	// lastRefs holds the content references of the last applied
+	// generation's documents (under applyMu): most of the next one's are
+	// the same, and a reference costs an HMAC.
+	lastRefs map[refKey]docRef
 
 	mu      sync.Mutex
 	subs    map[int]chan uint64

@@ -129,10 +129,39 @@ func (ix *Index) Len() int { return len(ix.policies) + len(ix.off) }
 // does not compile should not replace the one running. The error is a
 // schema.Errors, one Issue per broken rule.
 func Compile(docs []*schema.Document) (*Index, error) {
+	all, errs := compileAll(docs)
+	if errs != nil {
+		return nil, errs
+	}
 	ix := &Index{}
 	for i := range ix.buckets {
 		ix.buckets[i].sha = map[string][]int32{}
 	}
+	slices.SortFunc(all, func(a, b *compiled) int { return strings.Compare(a.id, b.id) })
+	for _, p := range all {
+		if p.status == StatusOff {
+			ix.off = append(ix.off, p)
+			continue
+		}
+		ix.add(p)
+	}
+	return ix, nil
+}
+
+// Check fails exactly where Compile would, with the same errors, without
+// building the index: what a source asks before it commits a generation
+// (the engine builds the index once the generation is applied). Policies
+// compiled before, by either, come from the memo.
+func Check(docs []*schema.Document) error {
+	if _, errs := compileAll(docs); errs != nil {
+		return errs
+	}
+	return nil
+}
+
+// compileAll compiles each policy of docs (through the memo), or returns
+// every broken rule.
+func compileAll(docs []*schema.Document) ([]*compiled, schema.Errors) {
 	var errs schema.Errors
 	seen := make(map[string]bool, len(docs))
 	all := make([]*compiled, 0, len(docs))
@@ -160,18 +189,7 @@ func Compile(docs []*schema.Document) (*Index, error) {
 		}
 		all = append(all, p)
 	}
-	if errs != nil {
-		return nil, errs
-	}
-	slices.SortFunc(all, func(a, b *compiled) int { return strings.Compare(a.id, b.id) })
-	for _, p := range all {
-		if p.status == StatusOff {
-			ix.off = append(ix.off, p)
-			continue
-		}
-		ix.add(p)
-	}
-	return ix, nil
+	return all, errs
 }
 
 func (ix *Index) add(p *compiled) {

@@ -261,7 +261,15 @@ func TestCompileErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error naming %q", err, tc.want)
 			}
+			// Check, which sources ask before they commit, refuses with
+			// the same errors.
+			if cerr := Check(tc.docs); cerr == nil || err == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check: %v, Compile: %v; want the same error", cerr, err)
+			}
 		})
+	}
+	if err := Check(validated(t, acceptanceDocs...)); err != nil {
+		t.Errorf("Check of the acceptance policies: %v", err)
 	}
 }
 

@@ -48,6 +48,7 @@ func ValidateEach(ctx context.Context, files []File) (docs []*Document, errs []e
 			todo = append(todo, j)
 		}
 	}
+	defer relaxGC(len(todo))()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(todo)) {

@@ -1,8 +1,12 @@
 package source
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 
 	"warden/schema"
 )
@@ -72,5 +76,54 @@ func manifestCases() []manifestCase {
 		{"stray brace after", ok + `}`},
 		{"second object after", ok + ` {}`},
 		{"file entry null", strings.Replace(ok, `"files": [`, `"files": [null, `, 1)},
+	}
+}
+
+// FuzzFastManifestAgrees holds parseManifest's quick reading of a plain
+// manifest (fastManifest) to encoding/json's: whatever it answers for, it
+// answers as decodeManifest does. Seeds: the cases above.
+func FuzzFastManifestAgrees(f *testing.F) {
+	for _, tc := range manifestCases() {
+		f.Add([]byte(tc.doc))
+	}
+	f.Add([]byte(`{"version": -0, "created": "", "keyId": "", "files": []}`))
+	f.Add([]byte(`{"version": 9223372036854775808, "created": "", "keyId": "", "files": []}`))
+	f.Add([]byte(`{"version": 1, "created": "a\u0062", "keyId": "", "files": {"path": "x"}}`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		if !utf8.Valid(doc) || !gjson.ValidBytes(doc) {
+			return // parseManifest refuses these before either reads them
+		}
+		fast, ok := fastManifest(doc)
+		if !ok {
+			return
+		}
+		slow, err := decodeManifest(doc)
+		if err != nil {
+			t.Fatalf("%q: fastManifest read %+v, encoding/json refuses: %v", doc, fast, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fastManifest read %+v, encoding/json %+v", doc, fast, slow)
+		}
+	})
+}
+
+// Every case reads the same through parseManifest with and without the
+// quick reading, errors included.
+func TestFastManifestSameErrors(t *testing.T) {
+	for _, tc := range manifestCases() {
+		doc := []byte(tc.doc)
+		if !utf8.Valid(doc) || !gjson.ValidBytes(doc) {
+			continue // refused before either reads it
+		}
+		fast, ok := fastManifest(doc)
+		slow, err := decodeManifest(doc)
+		if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
+			t.Errorf("%s: fast %+v, encoding/json %+v (%v)", tc.name, fast, slow, err)
+		}
+	}
+	h := strings.Repeat("ab", 32)
+	plain := `{"version": 7, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": [{"path": "policies/a.json", "sha256": "` + h + `"}]}`
+	if _, ok := fastManifest([]byte(plain)); !ok {
+		t.Errorf("a plain manifest is not read by the quick path")
 	}
 }

@@ -235,8 +235,9 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 }
 
 // CompilePolicies compiles the policies among docs as the engine will when
-// they are applied: a generation the engine cannot load must not replace
-// the one in force. It returns the broken rules (time windows it cannot
+// they are applied (policy.Check: Compile's errors, without building the
+// index): a generation the engine cannot load must not replace the one in
+// force. It returns the broken rules (time windows it cannot
 // read, unknown variables, duplicate ids, ...), each naming the policy's
 // file in the bundle layout, policies/ID.json.
 func CompilePolicies(docs []*schema.Document) schema.Errors {
@@ -246,7 +247,7 @@ func CompilePolicies(docs []*schema.Document) schema.Errors {
 			policies = append(policies, d)
 		}
 	}
-	_, err := policy.Compile(policies)
+	err := policy.Check(policies)
 	if err == nil {
 		return nil
 	}

@@ -188,6 +188,26 @@ func (a *Agent) Drop(bundle string) (time.Time, error) {
 	return t, os.Rename(part, strings.TrimSuffix(part, ".part"))
 }
 
+// PeakRSS is the agent process's peak resident set (VmHWM), e.g. "98 MB",
+// or "?" when it cannot be read.
+func (a *Agent) PeakRSS() string {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return "?"
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			var kb int
+			fmt.Sscan(f[1], &kb)
+			return fmt.Sprintf("%d MB", kb>>10)
+		}
+	}
+	return "?"
+}
+
 // LoadAvg is the first three fields of /proc/loadavg, printed beside
 // every figure.
 func LoadAvg() string {

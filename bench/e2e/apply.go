@@ -36,9 +36,11 @@ func benchApply() {
 		next, nextFiles = append(next, d2), append(nextFiles, f2)
 		wroteNext = w2
 		ratios = append(ratios, float64(d2)/float64(d))
+		rss := a.PeakRSS()
 		a.stop()
-		fmt.Printf("  run %d: first %s / %s files, %d changed %s / %s files\n", r+1,
-			d.Round(time.Millisecond), f.Round(time.Millisecond), *changed, d2.Round(time.Millisecond), f2.Round(time.Millisecond))
+		fmt.Printf("  run %d: first %s / %s files, %d changed %s / %s files, ratio %.1f%%, agent peak RSS %s\n", r+1,
+			d.Round(time.Millisecond), f.Round(time.Millisecond), *changed, d2.Round(time.Millisecond), f2.Round(time.Millisecond),
+			100*float64(d2)/float64(d), rss)
 	}
 	fmt.Printf("apply %d documents, inbox drop to decision by the new generation: %s\n", *ndocs, summarize(first))
 	fmt.Printf("apply %d documents, inbox drop to last file written (%d written): %s\n", *ndocs, wroteFirst, summarize(firstFiles))

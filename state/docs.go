@@ -5,8 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -93,34 +97,71 @@ func (s *Store) refsOf(docs []*schema.Document) []docRef {
 // putRefs stores the documents of a new generation (refs, docs in the same
 // order) that its predecessor (prev, its index) does not hold, and counts
 // a run for each: only those are marshalled, sealed and written, and only
-// when no kept generation holds them yet.
+// when no kept generation holds them yet. The sealing runs on all cores
+// (a first apply seals every document).
 func (s *Store) putRefs(tx *bolt.Tx, refs []docRef, docs []*schema.Document, prev []docRef) error {
 	db, rb := tx.Bucket(bDocs), tx.Bucket(bDocRefs)
 	held := refSet(prev)
+	var runs, fresh []int
+	count := make([]uint32, len(refs))
 	for i, ref := range refs {
 		if held[ref] {
 			continue
 		}
-		n := refCount(rb.Get(ref[:]))
-		if n == 0 {
-			d := docs[i]
-			spec, err := json.Marshal(d.Spec)
-			if err != nil {
-				return fmt.Errorf("apply %s: %w", d.Key(), err)
-			}
-			plain, err := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
-			if err != nil {
-				return fmt.Errorf("apply %s: %w", d.Key(), err)
-			}
-			if err := db.Put(ref[:], s.seal.seal(plain, ad(bDocs, ref[:]))); err != nil {
+		runs = append(runs, i)
+		if count[i] = refCount(rb.Get(ref[:])); count[i] == 0 {
+			fresh = append(fresh, i)
+		}
+	}
+	sealed, err := s.sealDocs(refs, docs, fresh)
+	if err != nil {
+		return err
+	}
+	for _, i := range runs {
+		ref := refs[i]
+		if v := sealed[i]; v != nil {
+			if err := db.Put(ref[:], v); err != nil {
 				return err
 			}
 		}
-		if err := rb.Put(ref[:], binary.BigEndian.AppendUint32(nil, n+1)); err != nil {
+		if err := rb.Put(ref[:], binary.BigEndian.AppendUint32(nil, count[i]+1)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sealDocs marshals and seals docs[i] under refs[i] for each i of which,
+// on all cores; the answer is indexed like docs.
+func (s *Store) sealDocs(refs []docRef, docs []*schema.Document, which []int) ([][]byte, error) {
+	out := make([][]byte, len(docs))
+	errs := make([]error, len(docs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(which)+63)/64) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1) - 1); k < len(which); k = int(next.Add(1) - 1) {
+				i := which[k]
+				out[i], errs[i] = s.sealDoc(refs[i], docs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (s *Store) sealDoc(ref docRef, d *schema.Document) ([]byte, error) {
+	spec, err := json.Marshal(d.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("apply %s: %w", d.Key(), err)
+	}
+	plain, err := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
+	if err != nil {
+		return nil, fmt.Errorf("apply %s: %w", d.Key(), err)
+	}
+	return s.seal.seal(plain, ad(bDocs, ref[:])), nil
 }
 
 // dropRefs prunes the oldest kept generation (its index refs): a run of

@@ -146,8 +146,10 @@ func notNewer(version int64, cur state.Meta) error {
 }
 
 func (p *Pipeline) logApplied(origin string, v *Verified, m state.Meta) {
+	t := v.Timings
 	p.logger().Info("bundle applied", "origin", origin, "version", m.BundleVersion, "generation", m.Generation,
-		"documents", m.Documents, "keyId", v.KeyID, "ms", v.Timings.Total().Milliseconds())
+		"documents", m.Documents, "keyId", v.KeyID, "ms", t.Total().Milliseconds(),
+		"readMs", ms(t.Read), "hashMs", ms(t.Hash), "verifyMs", ms(t.Verify), "validateMs", ms(t.Validate), "commitMs", ms(t.Commit))
 }
 
 // appliedEvent is BUNDLE_APPLIED, built inside the commit (which it is part

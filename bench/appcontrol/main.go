@@ -153,36 +153,42 @@ func main() {
 }
 
 // sideBySide alternates timed batches on the two programs and prints the
-// median cost per exec of each. It returns the CPU time this process spent
-// during the batches on the watched program, less that during the others:
-// the controller's CPU cost (the shells are children, counted apart).
+// median cost per exec of each, in wall time and in CPU time of the
+// shells and the programs they ran (less exposed to other load than the
+// wall time, and blind to time spent waiting for the controller). It
+// returns the CPU time this process spent during the batches on the
+// watched program, less that during the others: the controller's CPU
+// cost (the shells are children, counted apart).
 func sideBySide(name, on, off string, execs, batch int) time.Duration {
 	runBatch(on, batch) // warm up: page cache, decision cache
 	runBatch(off, batch)
-	var tOn, tOff []time.Duration
+	var tOn, tOff, uOn, uOff []time.Duration
 	var cpuOn, cpuOff time.Duration
 	var ratios []float64 // of each pair of neighbouring batches: robust to the load drifting
 	for i := 0; i < execs/batch; i++ {
-		var dOn, dOff time.Duration
+		var dOn, dOff, ucOn, ucOff time.Duration
 		c0 := cpu()
 		if i%2 == 0 {
-			dOn = runBatch(on, batch)
+			dOn, ucOn = runBatch(on, batch)
 			c1 := cpu()
-			dOff = runBatch(off, batch)
+			dOff, ucOff = runBatch(off, batch)
 			cpuOn, cpuOff = cpuOn+c1-c0, cpuOff+cpu()-c1
 		} else {
-			dOff = runBatch(off, batch)
+			dOff, ucOff = runBatch(off, batch)
 			c1 := cpu()
-			dOn = runBatch(on, batch)
+			dOn, ucOn = runBatch(on, batch)
 			cpuOff, cpuOn = cpuOff+c1-c0, cpuOn+cpu()-c1
 		}
-		tOn, tOff = append(tOn, dOn/time.Duration(batch)), append(tOff, dOff/time.Duration(batch))
+		n := time.Duration(batch)
+		tOn, tOff = append(tOn, dOn/n), append(tOff, dOff/n)
+		uOn, uOff = append(uOn, ucOn/n), append(uOff, ucOff/n)
 		ratios = append(ratios, float64(dOn)/float64(dOff))
 	}
 	mOn, mOff := median(tOn), median(tOff)
 	slices.Sort(ratios)
-	fmt.Printf("%s: %d execs each side in batches of %d: median per exec on %v, off %v, ratio %.3f; median ratio of paired batches %.3f\n",
-		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff), ratios[len(ratios)/2])
+	fmt.Printf("%s: %d execs each side in batches of %d: median per exec on %v, off %v, ratio %.3f; median ratio of paired batches %.3f; CPU per exec on %v, off %v, ratio %.3f\n",
+		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff), ratios[len(ratios)/2],
+		median(uOn), median(uOff), float64(median(uOn))/float64(median(uOff)))
 	return max(cpuOn-cpuOff, 0)
 }
 
@@ -193,14 +199,16 @@ func cpu() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runBatch runs prog n times from one shell and returns the time taken.
-func runBatch(prog string, n int) time.Duration {
+// runBatch runs prog n times from one shell and returns the time taken
+// and the CPU time (user and system) of the shell and its children.
+func runBatch(prog string, n int) (time.Duration, time.Duration) {
 	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do %s || exit 1; i=$((i+1)); done", n, prog)
+	cmd := exec.Command("/bin/sh", "-c", script)
 	start := time.Now()
-	if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+	if out, err := cmd.CombinedOutput(); err != nil {
 		log.Fatalf("%s: %v %s", prog, err, out)
 	}
-	return time.Since(start)
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 func timeOne(prog string) time.Duration {

@@ -310,7 +310,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		} else {
 			c.answer(ev, v.allow)
 		}
-		if v.kernel && stableName(path, &st) { // its mark went (the bound, memory pressure): again
+		if v.kernel && ev.g.canIgnore() && stableName(path, &st) { // its mark went (the bound, memory pressure): again
 			c.kernelAnswers(cfg, ev, &st)
 		}
 		ev.release()

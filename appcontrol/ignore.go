@@ -127,6 +127,9 @@ func (g *group) ignore(fd int) bool {
 	return false
 }
 
+// canIgnore reports whether this kernel took, or may take, ignore marks.
+func (g *group) canIgnore() bool { return int(g.ignoreKind.i.Load()) < len(ignoreFlags) }
+
 // unignore removes the ignore mark on the inode open as fd.
 func (g *group) unignore(fd int) {
 	g.mu.RLock()

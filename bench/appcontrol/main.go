@@ -11,7 +11,10 @@
 // kernel answers its execs by itself (an ignore mark, the goal's figure);
 // a user-owned copy, which never gets one, so that every exec is a round
 // trip to the controller answered from its decision cache; and a control
-// with neither side watched, the noise floor of the run.
+// with neither side watched, the noise floor of the run. Each row is
+// measured twice: in batches of shell loops (the execs are the shell's),
+// and one exec at a time, on and off in turn, from a child process of the
+// bench (steadier: load that drifts touches both sides alike).
 //
 // It then measures the first exec of a file that must be hashed (a policy
 // filters on a sha256, so every new file is read once): fresh copies of a
@@ -53,7 +56,13 @@ func main() {
 	batch := flag.Int("batch", 50, "execs per timed batch")
 	plain := flag.String("plain", "", "MARKED,UNMARKED: only time these two programs")
 	firsts := flag.Int("firsts", 30, "fresh files per first-exec measurement")
+	drive := flag.String("drive", "", "ON,OFF: (internal) exec the two programs alternately, one at a time, and print the per-exec medians")
 	flag.Parse()
+	if *drive != "" {
+		on, off, _ := strings.Cut(*drive, ",")
+		driveExecs(on, off, *execs)
+		return
+	}
 	// Output piped to head must not kill the run before it unmounts.
 	signal.Ignore(syscall.SIGPIPE)
 	if *plain != "" {
@@ -109,7 +118,7 @@ func main() {
 	e0, m0 := s.Events.Load(), s.IgnoreMarks.Load()
 	sideBySide("warden, 20 policies none matching (kernel answers: ignore mark)", on, off, *execs, *batch)
 	fmt.Printf("  controller: %d events for %d execs on the watched mount, %d ignore marks set\n",
-		s.Events.Load()-e0, *execs+*batch, s.IgnoreMarks.Load()-m0)
+		s.Events.Load()-e0, 2**execs+*batch+20, s.IgnoreMarks.Load()-m0)
 
 	// The same with every exec a round trip to the agent answered from its
 	// decision cache: a file owned by a user never gets an ignore mark.
@@ -189,7 +198,53 @@ func sideBySide(name, on, off string, execs, batch int) time.Duration {
 	fmt.Printf("%s: %d execs each side in batches of %d: median per exec on %v, off %v, ratio %.3f; median ratio of paired batches %.3f; CPU per exec on %v, off %v, ratio %.3f\n",
 		name, execs, batch, mOn, mOff, float64(mOn)/float64(mOff), ratios[len(ratios)/2],
 		median(uOn), median(uOff), float64(median(uOn))/float64(median(uOff)))
+	alternate(on, off, execs)
 	return max(cpuOn-cpuOff, 0)
+}
+
+// alternate measures the same two programs one exec at a time, on and
+// off in turn (the order swapped every pair), from a child process of its
+// own: no batch, so load that drifts over milliseconds touches both sides
+// alike. The child is not this process, whose own children the controller
+// lets run unasked.
+func alternate(on, off string, execs int) {
+	out, err := exec.Command("/proc/self/exe", "-drive", on+","+off, "-execs", fmt.Sprint(execs)).CombinedOutput()
+	if err != nil {
+		log.Fatalf("drive: %v %s", err, out)
+	}
+	fmt.Print(string(out))
+}
+
+// driveExecs runs on and off execs times each, alternately, and prints the
+// median wall time per exec of each, their ratio, and the median of the
+// ratios of neighbouring pairs.
+func driveExecs(on, off string, execs int) {
+	one := func(p string) time.Duration {
+		start := time.Now()
+		if err := exec.Command(p).Run(); err != nil {
+			log.Fatalf("%s: %v", p, err)
+		}
+		return time.Since(start)
+	}
+	for range 20 { // warm up
+		one(on)
+		one(off)
+	}
+	tOn, tOff, ratios := make([]time.Duration, 0, execs), make([]time.Duration, 0, execs), make([]float64, 0, execs)
+	for i := range execs {
+		var a, b time.Duration
+		if i%2 == 0 {
+			a = one(on)
+			b = one(off)
+		} else {
+			b = one(off)
+			a = one(on)
+		}
+		tOn, tOff, ratios = append(tOn, a), append(tOff, b), append(ratios, float64(a)/float64(b))
+	}
+	slices.Sort(ratios)
+	fmt.Printf("  one exec at a time, alternating, %d each: median per exec on %v, off %v, ratio %.3f; median ratio of neighbouring pairs %.3f\n",
+		execs, median(tOn), median(tOff), float64(median(tOn))/float64(median(tOff)), ratios[len(ratios)/2])
 }
 
 // cpu is the user and system time of this process so far.

@@ -62,9 +62,11 @@ import (
 //
 // What this does not cover, and why that is acceptable:
 //
-//   - Root changing the owner or mode of a marked file, or linking it
-//     elsewhere, leaves the mark until the next write, generation or flush
-//     (root can change the policies too).
+//   - Root changing the owner or mode of a marked file, linking it
+//     elsewhere, or rewriting it through a shared writable mapping (page
+//     writes send no modify event), leaves the mark until the next
+//     write, generation or flush. Only root can do any of these to a file
+//     that qualifies, and root can change the policies, or stop the agent.
 //   - A user allowed to create user namespaces can bind-mount a file they
 //     can read under another name in a mount namespace of their own, and
 //     the filesystem mark sees execs there. Through a marked inode that

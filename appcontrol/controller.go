@@ -208,14 +208,15 @@ func (c *Controller) apply(sn *state.Snapshot) {
 		cfg.mounts = []string{"/"}
 	}
 	cfg.ignoreOK = cfg.defaultMode == DefaultAllow && hardlinksProtected(c.hardlinks)
+	// The marks decided under the previous generation go before this one
+	// decides anything (ignore.go).
 	c.markMu.Lock()
-	flushErr := c.flushIgnores()
-	c.cur.Store(cfg)
-	c.markMu.Unlock()
-	if flushErr != nil { // never happens in practice; a mark must not outlive its generation
-		c.log.Error("ignore marks not flushed; watching with a new fanotify group", "err", flushErr)
+	if err := c.flushIgnores(); err != nil { // not seen in practice; no mark may outlive its generation
+		c.log.Error("ignore marks not flushed; watching with a new fanotify group", "err", err)
 		c.swap(nil)
 	}
+	c.cur.Store(cfg)
+	c.markMu.Unlock()
 	if !cfg.active() {
 		c.swap(nil)
 		return

@@ -34,6 +34,18 @@ func (f *fixture) reaches(t *testing.T, u *testUser, prog string) bool {
 	return f.c.Stats().Events.Load() > before
 }
 
+// marks runs prog as u, which must reach the agent, and waits for the
+// ignore mark the controller sets after answering (on its own goroutine,
+// so the next exec could otherwise come first).
+func (f *fixture) marks(t *testing.T, u *testUser, prog string) {
+	t.Helper()
+	before := f.c.Stats().IgnoreMarks.Load()
+	if !f.reaches(t, u, prog) {
+		t.Fatalf("%s: exec did not reach the agent", prog)
+	}
+	waitFor(t, "ignore mark on "+prog, func() bool { return f.c.Stats().IgnoreMarks.Load() > before })
+}
+
 func needProtectedHardlinks(t *testing.T) {
 	t.Helper()
 	if !hardlinksProtected(protectedHardlinks) {
@@ -53,9 +65,7 @@ func TestIgnoreMarkFollowsPolicies(t *testing.T) {
 	f := start(t)
 	f.apply(t, settings(mnt, ""), nobody)
 
-	if !f.reaches(t, &bob, prog) {
-		t.Fatal("first exec did not reach the agent")
-	}
+	f.marks(t, &bob, prog)
 	if n := f.c.Stats().IgnoreMarks.Load(); n != 1 {
 		t.Fatalf("%d ignore marks after the first exec of a root-owned file no policy matches; want 1", n)
 	}
@@ -83,7 +93,7 @@ func TestIgnoreMarkFollowsPolicies(t *testing.T) {
 	}
 
 	f.apply(t, settings(mnt, ""), nobody)
-	f.reaches(t, &bob, prog)
+	f.marks(t, &bob, prog)
 	if f.reaches(t, &bob, prog) {
 		t.Fatal("policy removed: the file is not ignore-marked again")
 	}
@@ -94,7 +104,7 @@ func TestIgnoreMarkFollowsPolicies(t *testing.T) {
 	}
 
 	f.apply(t, settings(mnt, ""), nobody)
-	f.reaches(t, &bob, prog)
+	f.marks(t, &bob, prog)
 	if f.reaches(t, &bob, prog) {
 		t.Fatal("not ignore-marked again")
 	}
@@ -176,9 +186,19 @@ func TestIgnoreMarkRefused(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := c.prog()
-			f.reaches(t, &bob, p)
-			if marked := !f.reaches(t, &bob, p); marked != c.want {
-				t.Errorf("%s: ignore-marked %v, want %v", p, marked, c.want)
+			if c.want {
+				f.marks(t, &bob, p)
+				if f.reaches(t, &bob, p) {
+					t.Errorf("%s: second exec reached the agent; want the kernel to answer", p)
+				}
+				return
+			}
+			before := f.c.Stats().IgnoreMarks.Load()
+			if !f.reaches(t, &bob, p) || !f.reaches(t, &bob, p) {
+				t.Errorf("%s: an exec did not reach the agent; want no ignore mark", p)
+			}
+			if n := f.c.Stats().IgnoreMarks.Load(); n != before {
+				t.Errorf("%s: %d ignore marks set; want none", p, n-before)
 			}
 		})
 	}
@@ -232,18 +252,19 @@ func TestIgnoreMarksBounded(t *testing.T) {
 	f.c.maxIgnores = 1
 	f.c.markMu.Unlock()
 	f.apply(t, settings(mnt, ""), nobody)
-	f.reaches(t, nil, prog)
+	f.marks(t, nil, prog)
 	if f.reaches(t, nil, prog) {
 		t.Fatal("not ignore-marked")
 	}
 	flushes := f.c.Stats().IgnoreFlushes.Load()
-	f.reaches(t, nil, prog2) // the second mark: the first goes
+	f.marks(t, nil, prog2) // the second mark: the first goes
 	if f.c.Stats().IgnoreFlushes.Load() != flushes+1 {
 		t.Errorf("flushes %d, want %d: the bound of 1 mark was passed", f.c.Stats().IgnoreFlushes.Load(), flushes+1)
 	}
 	if !f.reaches(t, nil, prog) {
 		t.Error("the first file's mark survived the flush at the bound")
 	}
+	waitFor(t, "the first file marked again", func() bool { return f.c.Stats().IgnoreMarks.Load() == 3 })
 	if f.reaches(t, nil, prog) {
 		t.Error("the first file was not marked again")
 	}

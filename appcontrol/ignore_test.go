@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"warden/testuser"
 )
@@ -301,4 +302,50 @@ func sha256File(t *testing.T, p string) string {
 	}
 	s := sha256.Sum256(data)
 	return hex.EncodeToString(s[:])
+}
+
+// TestIgnoreMarkTakenBack: a write between the decision and the mark
+// (seen as a change time other than the one decided on) takes the mark
+// back, so that the kernel never answers for content the agent did not
+// judge. The marks are set here as the controller sets them after a
+// decision, on the descriptor of the file, with the stat the decision saw.
+func TestIgnoreMarkTakenBack(t *testing.T) {
+	needRoot(t)
+	needProtectedHardlinks(t)
+	mnt, prog := mountTmpfs(t, 16)
+	same := filepath.Join(mnt, "same")
+	copyFile(t, "/usr/bin/true", same, 0)
+	f := start(t)
+	f.apply(t, settings(mnt, ""), nobody)
+	f.c.mu.Lock()
+	g := f.c.grp
+	f.c.mu.Unlock()
+	mark := func(p string, changed bool) {
+		t.Helper()
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		if changed {
+			st.Ctim.Nsec-- // the decision saw the file before a write
+		}
+		f.c.kernelAnswers(f.c.cur.Load(), &event{g: g, fd: fd, pidfd: -1}, &st)
+	}
+
+	mark(same, false)
+	if f.reaches(t, nil, same) {
+		t.Fatal("a mark for the content as it is was not set")
+	}
+	mark(prog, true)
+	if n := f.c.Stats().IgnoreMarks.Load(); n != 1 {
+		t.Errorf("%d ignore marks counted; want 1 (the one for unchanged content)", n)
+	}
+	if !f.reaches(t, nil, prog) {
+		t.Fatal("the mark set for content the agent did not judge was not taken back")
+	}
 }

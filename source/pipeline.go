@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -93,7 +92,7 @@ func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string
 // apply returns the verified bundle (as far as it got) with any error.
 func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string) (state.Meta, *Verified, error) {
 	start := time.Now()
-	b, err := ReadBundle(bytes.NewReader(data))
+	b, err := ReadBundleBytes(data)
 	read := time.Since(start)
 	if err != nil {
 		return state.Meta{}, nil, err

@@ -165,7 +165,8 @@ func compileAll(docs []*schema.Document) ([]*compiled, schema.Errors) {
 	var errs schema.Errors
 	seen := make(map[string]bool, len(docs))
 	all := make([]*compiled, 0, len(docs))
-	for _, d := range docs {
+	known := memoized(docs)
+	for i, d := range docs {
 		spec := d.Policy()
 		if spec == nil {
 			errs = append(errs, schema.Issue{File: d.Key(), Msg: "not a Policy document"})
@@ -182,10 +183,13 @@ func compileAll(docs []*schema.Document) ([]*compiled, schema.Errors) {
 			// elevation (DESIGN.md's example has no application filter).
 			continue
 		}
-		p, perrs := compileDoc(d, spec)
-		if perrs != nil {
-			errs = append(errs, perrs...)
-			continue
+		p := known[i]
+		if p == nil {
+			var perrs schema.Errors
+			if p, perrs = compileDoc(d, spec); perrs != nil {
+				errs = append(errs, perrs...)
+				continue
+			}
 		}
 		all = append(all, p)
 	}

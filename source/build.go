@@ -49,7 +49,7 @@ func Build(dir string, key ed25519.PrivateKey, opts BuildOptions) ([]byte, *sche
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, errs := validateDocuments(context.Background(), &Bundle{Files: files}, nil); errs != nil {
+	if _, errs := validateDocuments(context.Background(), &Bundle{Files: files}, (&Bundle{Files: files}).Paths(), nil); errs != nil {
 		return nil, nil, &InvalidError{Errors: errs}
 	}
 	created := opts.Created

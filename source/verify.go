@@ -80,7 +80,8 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 // check runs the checks after the signature: files, expiry, documents.
 func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 	start := time.Now()
-	sums, err := checkFiles(b, v.Manifest)
+	paths := b.Paths()
+	sums, err := checkFiles(b, paths, v.Manifest)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 		return err
 	}
 	start = time.Now()
-	docs, errs := validateDocuments(ctx, b, sums)
+	docs, errs := validateDocuments(ctx, b, paths, sums)
 	v.Timings.Validate = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		// The workers stopped early: docs has gaps (nil) and errs is partial.
@@ -110,7 +111,7 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 // nothing unlisted. It reports every problem found. It returns the SHA-256
 // of every file, which validation uses (every byte that is validated or
 // answered from the cache was hashed here, against the signed manifest).
-func checkFiles(b *Bundle, m *schema.Manifest) (map[string][32]byte, error) {
+func checkFiles(b *Bundle, paths []string, m *schema.Manifest) (map[string][32]byte, error) {
 	var errs []error
 	listed := make(map[string]bool, len(m.Files))
 	sums := make(map[string][32]byte, len(m.Files))
@@ -133,7 +134,7 @@ func checkFiles(b *Bundle, m *schema.Manifest) (map[string][32]byte, error) {
 		}
 		sums[f.Path] = sum
 	}
-	for _, p := range b.Paths() {
+	for _, p := range paths {
 		if !listed[p] {
 			errs = append(errs, fmt.Errorf("%s: %w", p, ErrUnlisted))
 		} else if _, _, err := placeOf(p); err != nil {
@@ -168,14 +169,14 @@ func (e *InvalidError) Error() string { return e.Errors.Error() }
 // Unwrap makes errors.Is(err, ErrInvalid) and errors.As(err, &schema.Errors{}) hold.
 func (e *InvalidError) Unwrap() []error { return []error{ErrInvalid, e.Errors} }
 
-// validateDocuments validates every file of b as the document its path
-// says it is, on all cores. Unchanged documents cost a cache lookup
+// validateDocuments validates every file of b (paths, sorted) as the
+// document its path says it is, on all cores. Unchanged documents cost a cache lookup
 // (schema.Validate caches by content hash), by the SHA-256 in sums
 // (checkFiles'; a file without one is hashed again). The documents come
 // back in path order; errs lists every issue, sorted by file.
-func validateDocuments(ctx context.Context, b *Bundle, sums map[string][32]byte) (docs []*schema.Document, errs schema.Errors) {
-	var files []schema.File
-	for _, p := range b.Paths() {
+func validateDocuments(ctx context.Context, b *Bundle, paths []string, sums map[string][32]byte) (docs []*schema.Document, errs schema.Errors) {
+	files := make([]schema.File, 0, len(paths))
+	for _, p := range paths {
 		if _, _, err := placeOf(p); err != nil {
 			errs = append(errs, schema.Issue{File: p, Msg: err.Error()})
 			continue
@@ -220,11 +221,12 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	sums, err := checkFiles(b, m)
+	paths := b.Paths()
+	sums, err := checkFiles(b, paths, m)
 	if err != nil {
 		return nil, err
 	}
-	docs, errs := validateDocuments(context.Background(), b, sums)
+	docs, errs := validateDocuments(context.Background(), b, paths, sums)
 	if errs != nil {
 		return nil, errs
 	}

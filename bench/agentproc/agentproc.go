@@ -117,6 +117,9 @@ func (a *Agent) AdminTLS() (*tls.Config, error) {
 		ServerName: "localhost"}, nil
 }
 
+// Pid is the agent's process id (for its CPU time in /proc).
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
 // Stop ends the agent (SIGTERM) and, unless keep, removes its root and keys.
 func (a *Agent) Stop(keep bool) {
 	if a.cmd != nil && a.cmd.Process != nil {

@@ -11,10 +11,16 @@ import (
 )
 
 // BenchmarkAppend measures durable appends (fsync on) with 1 and 64
-// concurrent writers, and reports the p99 latency of one Write.
+// concurrent writers, and reports the p99 latency of one Write. The
+// subscribers= cases add live subscriptions read as the agent's broker
+// and metrics read theirs, one event at a time.
 func BenchmarkAppend(b *testing.B) {
-	for _, writers := range []int{1, 64} {
-		b.Run(map[int]string{1: "writers=1", 64: "writers=64"}[writers], func(b *testing.B) {
+	for _, c := range []struct {
+		name               string
+		writers, subscribe int
+	}{{"writers=1", 1, 0}, {"writers=64", 64, 0}, {"writers=64/subscribers=2", 64, 2}} {
+		writers := c.writers
+		b.Run(c.name, func(b *testing.B) {
 			st := openStore(b, b.TempDir())
 			defer st.Close()
 			w, err := audit.NewWriter(st, audit.Options{Machine: "bench"})
@@ -22,6 +28,14 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer w.Close()
+			for range c.subscribe {
+				evs, cancel := w.Subscribe()
+				defer cancel()
+				go func() {
+					for range evs {
+					}
+				}()
+			}
 			ev := audit.Event{Type: audit.PolicyEvaluation, Component: "bench",
 				UserInfo:   &audit.UserInfo{User: "carol", Groups: []string{"staff"}},
 				TargetInfo: &audit.TargetInfo{Kind: "elevate", Path: "/usr/bin/apt-get"},

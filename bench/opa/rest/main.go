@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"warden/bench/agentproc"
@@ -38,12 +39,12 @@ var (
 	wardenBin = flag.String("warden", "../../bin/warden", "the warden binary")
 	opaBin    = flag.String("opa", "opa", "the opa binary (go install github.com/open-policy-agent/opa@v1.22.2)")
 	rules     = flag.Int("rules", 9999, "policies (with Settings, the bundle limit of 10,000 documents)")
-	connList  = flag.String("conns", "32", "concurrent client connections; a comma-separated list sweeps the levels")
+	connList  = flag.String("conns", "32", "concurrent client connections; a comma-separated list sweeps the levels (at most 64: the agent answers 429 past 64 requests in flight for one identity)")
 	budget    = flag.Duration("p99", 10*time.Millisecond, "p99 budget for the throughput at equal p99 (with a sweep)")
 	runFor    = flag.Duration("for", 5*time.Second, "length of each run")
 	runs      = flag.Int("runs", 5, "runs of each server at each level, alternating")
 	baseline  = flag.String("baseline", "", "a second warden binary driven in the same runs (before/after a change)")
-	pin       = flag.Bool("pin", false, "servers on the last CPU, this client on the others (taskset): CPU split by core instead of shared")
+	h2        = flag.Bool("h2", false, "let the client speak HTTP/2 to a server that offers it (ALPN); default HTTP/1.1 to both")
 	mix       = flag.String("mix", "synthetic", "synthetic: policytest's policies and requests (those of the in-process comparison); tools: dev-tools-like policies with requests that match their group")
 )
 
@@ -61,14 +62,7 @@ func main() {
 	}
 	o := startOPA(dir, docs)
 	servers = append(servers, o)
-	defer func() {
-		for _, s := range servers {
-			s.stop()
-		}
-	}()
-	if *pin {
-		pinCPUs(servers)
-	}
+	defer stopAll()
 
 	// They answer the same: a sample of requests decided by each.
 	for _, r := range reqs[:64] {
@@ -78,6 +72,9 @@ func main() {
 				fail("%s and OPA disagree on %s: %q vs %q", s.name, r, d, od)
 			}
 		}
+	}
+	for _, s := range servers {
+		fmt.Printf("# %s answers over %s\n", s.name, s.proto)
 	}
 	fmt.Printf("# %d policies, %s mix, %d CPUs, %d runs of %s per server and level, load %s\n",
 		*rules, *mix, runtime.NumCPU(), *runs, *runFor, agentproc.LoadAvg())
@@ -148,7 +145,24 @@ func check(err error) {
 	}
 }
 
+// onExit stops the servers started so far (startWarden and startOPA add
+// to it), also when the run fails.
+var (
+	exitMu sync.Mutex
+	onExit []func()
+)
+
+func stopAll() {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	for i := len(onExit) - 1; i >= 0; i-- {
+		onExit[i]()
+	}
+	onExit = nil
+}
+
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "rest: "+format+"\n", args...)
+	stopAll()
 	os.Exit(1)
 }

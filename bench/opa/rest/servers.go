@@ -35,8 +35,8 @@ type server struct {
 	client *http.Client
 	body   func(req []byte) []byte
 	answer func(resp []byte) string
-	stop   func()
 	pid    func() int // the server process, for its CPU time
+	proto  string     // the HTTP version it answered with
 }
 
 func (s *server) decide(req []byte) string {
@@ -47,6 +47,7 @@ func (s *server) decide(req []byte) string {
 	if resp.StatusCode != 200 {
 		fail("%s: %d %s", s.name, resp.StatusCode, data)
 	}
+	s.proto = resp.Proto
 	return s.answer(data)
 }
 
@@ -104,6 +105,9 @@ func requests(n, m int) [][]byte {
 func startWarden(dir string, docs map[string][]byte, name, bin string) *server {
 	a, err := agentproc.Start(bin, "warden-rest-", nil)
 	check(err)
+	exitMu.Lock()
+	onExit = append(onExit, func() { a.Stop(false) })
+	exitMu.Unlock()
 	in := filepath.Join(dir, name+"-docs")
 	for name, data := range docs {
 		check(os.MkdirAll(filepath.Dir(filepath.Join(in, name)), 0o755))
@@ -123,7 +127,7 @@ func startWarden(dir string, docs map[string][]byte, name, bin string) *server {
 	cfg, err := a.AdminTLS()
 	check(err)
 	return &server{name: name, url: "https://" + a.API + "/api/v1/evaluate",
-		client: client(cfg), stop: func() { a.Stop(false) }, pid: a.Pid,
+		client: client(cfg), pid: a.Pid,
 		body: func(r []byte) []byte { return r },
 		answer: func(b []byte) string {
 			var a struct{ Decision, Policy string }
@@ -150,8 +154,10 @@ func startOPA(dir string, docs map[string][]byte) *server {
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, regoFile)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
+	exitMu.Lock()
+	onExit = append(onExit, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	exitMu.Unlock()
 	s := &server{name: "OPA", url: "https://" + addr + "/v1/data/warden/decision",
-		stop:   func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() },
 		pid:    func() int { return cmd.Process.Pid },
 		client: client(&tls.Config{RootCAs: pool, ServerName: "localhost"}),
 		body: func(r []byte) []byte {
@@ -177,7 +183,7 @@ func startOPA(dir string, docs map[string][]byte) *server {
 func client(cfg *tls.Config) *http.Client {
 	cfg.MinVersion = tls.VersionTLS12
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg,
-		MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, ForceAttemptHTTP2: *h2}}
 }
 
 // selfSigned writes a certificate for localhost/127.0.0.1 for OPA's TLS.

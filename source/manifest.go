@@ -73,15 +73,16 @@ func parseManifest(data []byte) (*schema.Manifest, error) {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, schema.Issue{File: ManifestFile, Path: field, Msg: fmt.Sprintf(format, args...)})
 	}
-	present := manifestNames(data, bad)
-	m, ok := fastManifest(data)
-	if !ok || errs != nil {
+	m, present, ok := fastManifest(data)
+	if !ok {
 		// Anything unusual goes the way it always went, for the same
-		// errors in the same order.
+		// errors in the same order. (What fastManifest reads, manifestNames
+		// finds nothing wrong with: each name known, and there once.)
 		var err error
 		if m, err = decodeManifest(data); err != nil {
 			return nil, err
 		}
+		present = manifestNames(data, bad)
 	}
 	for _, f := range []string{"version", "created", "keyId", "files"} {
 		if !present[f] {
@@ -137,10 +138,10 @@ func decodeManifest(data []byte) (*schema.Manifest, error) {
 // version, strings without escapes, files an array of objects of path and
 // sha256. On anything else ok is false and the caller decodes with
 // encoding/json, whose answer FuzzFastManifestAgrees holds this one to.
-func fastManifest(data []byte) (m *schema.Manifest, ok bool) {
+func fastManifest(data []byte) (m *schema.Manifest, present map[string]bool, ok bool) {
 	root := gjson.ParseBytes(data)
 	if !root.IsObject() {
-		return nil, false
+		return nil, nil, false
 	}
 	m = &schema.Manifest{}
 	ok = true
@@ -151,13 +152,14 @@ func fastManifest(data []byte) (m *schema.Manifest, ok bool) {
 		*dst = v.Raw[1 : len(v.Raw)-1]
 		return true
 	}
-	seen := map[string]bool{}
+	present = map[string]bool{}
 	root.ForEach(func(k, v gjson.Result) bool {
-		if seen[k.Raw] {
+		name := strings.Trim(k.Raw, `"`)
+		if present[name] {
 			ok = false
 			return false
 		}
-		seen[k.Raw] = true
+		present[name] = true
 		switch k.Raw {
 		case `"version"`:
 			ok = v.Type == gjson.Number && isDigits(strings.TrimPrefix(v.Raw, "-"))
@@ -201,7 +203,7 @@ func fastManifest(data []byte) (m *schema.Manifest, ok bool) {
 		}
 		return ok
 	})
-	return m, ok
+	return m, present, ok
 }
 
 func isDigits(s string) bool {

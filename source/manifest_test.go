@@ -93,7 +93,7 @@ func FuzzFastManifestAgrees(f *testing.F) {
 		if !utf8.Valid(doc) || !gjson.ValidBytes(doc) {
 			return // parseManifest refuses these before either reads them
 		}
-		fast, ok := fastManifest(doc)
+		fast, present, ok := fastManifest(doc)
 		if !ok {
 			return
 		}
@@ -103,6 +103,11 @@ func FuzzFastManifestAgrees(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: fastManifest read %+v, encoding/json %+v", doc, fast, slow)
+		}
+		var issues []string
+		names := manifestNames(doc, func(field, format string, args ...any) { issues = append(issues, field) })
+		if issues != nil || !reflect.DeepEqual(names, present) {
+			t.Fatalf("%q: fastManifest read names %v, manifestNames %v with issues %v", doc, present, names, issues)
 		}
 	})
 }
@@ -115,7 +120,7 @@ func TestFastManifestSameErrors(t *testing.T) {
 		if !utf8.Valid(doc) || !gjson.ValidBytes(doc) {
 			continue // refused before either reads it
 		}
-		fast, ok := fastManifest(doc)
+		fast, _, ok := fastManifest(doc)
 		slow, err := decodeManifest(doc)
 		if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
 			t.Errorf("%s: fast %+v, encoding/json %+v (%v)", tc.name, fast, slow, err)
@@ -123,7 +128,7 @@ func TestFastManifestSameErrors(t *testing.T) {
 	}
 	h := strings.Repeat("ab", 32)
 	plain := `{"version": 7, "created": "2025-01-01T00:00:00Z", "keyId": "` + h + `", "files": [{"path": "policies/a.json", "sha256": "` + h + `"}]}`
-	if _, ok := fastManifest([]byte(plain)); !ok {
+	if _, _, ok := fastManifest([]byte(plain)); !ok {
 		t.Errorf("a plain manifest is not read by the quick path")
 	}
 }

@@ -97,6 +97,10 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	if err != nil {
 		return state.Meta{}, nil, err
 	}
+	// Hash every file on another core while the signature is checked; the
+	// hashes are compared with the manifest only once it is trusted.
+	hashed := make(chan map[string][32]byte, 1)
+	go func() { hashed <- hashFiles(b) }()
 	trust, err := LoadTrust(p.trustDir)
 	if err != nil {
 		return state.Meta{}, nil, err
@@ -113,7 +117,7 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	if err := notNewer(v.Manifest.Version, cur.Meta); err != nil {
 		return state.Meta{}, v, err
 	}
-	if err := v.check(ctx, b, p.now()); err != nil {
+	if err := v.check(ctx, b, p.now(), hashed); err != nil {
 		return state.Meta{}, v, err
 	}
 	start = time.Now()

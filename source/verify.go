@@ -45,7 +45,7 @@ func Verify(ctx context.Context, b *Bundle, t *Trust, now time.Time) (*Verified,
 	if err != nil {
 		return nil, err
 	}
-	if err := v.check(ctx, b, now); err != nil {
+	if err := v.check(ctx, b, now, nil); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -78,10 +78,18 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 }
 
 // check runs the checks after the signature: files, expiry, documents.
-func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
+// hashed, when not nil, delivers the SHA-256 of every file of b
+// (hashFiles, started beside the signature check); nil hashes them here.
+func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <-chan map[string][32]byte) error {
 	start := time.Now()
 	paths := b.Paths()
-	sums, err := checkFiles(b, paths, v.Manifest)
+	var all map[string][32]byte
+	if hashed != nil {
+		all = <-hashed
+	} else {
+		all = hashFiles(b)
+	}
+	sums, err := checkFiles(b, paths, v.Manifest, all)
 	if err != nil {
 		return err
 	}
@@ -111,7 +119,7 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time) error {
 // nothing unlisted. It reports every problem found. It returns the SHA-256
 // of every file, which validation uses (every byte that is validated or
 // answered from the cache was hashed here, against the signed manifest).
-func checkFiles(b *Bundle, paths []string, m *schema.Manifest) (map[string][32]byte, error) {
+func checkFiles(b *Bundle, paths []string, m *schema.Manifest, all map[string][32]byte) (map[string][32]byte, error) {
 	var errs []error
 	listed := make(map[string]bool, len(m.Files))
 	sums := make(map[string][32]byte, len(m.Files))
@@ -121,12 +129,11 @@ func checkFiles(b *Bundle, paths []string, m *schema.Manifest) (map[string][32]b
 			continue
 		}
 		listed[f.Path] = true
-		data, ok := b.Files[f.Path]
+		sum, ok := all[f.Path]
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: %w", f.Path, ErrMissing))
 			continue
 		}
-		sum := sha256.Sum256(data)
 		var want [32]byte
 		if n, err := hex.Decode(want[:], []byte(f.SHA256)); err != nil || n != len(want) || sum != want {
 			errs = append(errs, fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, hex.EncodeToString(sum[:]), f.SHA256))
@@ -142,6 +149,15 @@ func checkFiles(b *Bundle, paths []string, m *schema.Manifest) (map[string][32]b
 		}
 	}
 	return sums, errors.Join(errs...)
+}
+
+// hashFiles returns the SHA-256 of every file of b, by path.
+func hashFiles(b *Bundle) map[string][32]byte {
+	out := make(map[string][32]byte, len(b.Files))
+	for p, data := range b.Files {
+		out[p] = sha256.Sum256(data)
+	}
+	return out
 }
 
 func checkExpiry(m *schema.Manifest, now time.Time) error {
@@ -222,7 +238,7 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 		return nil, err
 	}
 	paths := b.Paths()
-	sums, err := checkFiles(b, paths, m)
+	sums, err := checkFiles(b, paths, m, hashFiles(b))
 	if err != nil {
 		return nil, err
 	}

@@ -211,6 +211,33 @@ func (a *Agent) PeakRSS() string {
 	return "?"
 }
 
+// CPUTime is the CPU time the agent process has used so far, all its
+// threads (the first field of each /proc/PID/task/TID/schedstat, in ns),
+// or 0 when it cannot be read. The difference over a step is what that
+// step cost the agent, which other load on the machine disturbs less than
+// wall time.
+func (a *Agent) CPUTime() time.Duration {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return 0
+	}
+	dir := fmt.Sprintf("/proc/%d/task", a.cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		var ns int64
+		fmt.Sscan(string(data), &ns)
+		total += time.Duration(ns)
+	}
+	return total
+}
+
 // LoadAvg is the first three fields of /proc/loadavg, printed beside
 // every figure.
 func LoadAvg() string {

@@ -16,8 +16,8 @@ import (
 // last materialized file written (the newest mtime in policies/), and
 // counts the files written.
 func benchApply() {
-	var first, firstFiles, next, nextFiles []time.Duration
-	var ratios []float64
+	var first, firstFiles, next, nextFiles, firstCPU, nextCPU []time.Duration
+	var ratios, cpuRatios []float64
 	var wroteFirst, wroteNext int
 	for r := 0; r < *runs; r++ {
 		a := startAgent(nil)
@@ -29,33 +29,40 @@ func benchApply() {
 		b2 := a.build(docs, 2)
 		os.RemoveAll(docs)
 
-		d, f, w := a.applyOne(b1, 1, *ndocs-1)
-		first, firstFiles = append(first, d), append(firstFiles, f)
+		d, f, w, c := a.applyOne(b1, 1, *ndocs-1)
+		first, firstFiles, firstCPU = append(first, d), append(firstFiles, f), append(firstCPU, c)
 		wroteFirst = w
-		d2, f2, w2 := a.applyOne(b2, 2, *changed+1)
-		next, nextFiles = append(next, d2), append(nextFiles, f2)
+		d2, f2, w2, c2 := a.applyOne(b2, 2, *changed+1)
+		next, nextFiles, nextCPU = append(next, d2), append(nextFiles, f2), append(nextCPU, c2)
 		wroteNext = w2
 		ratios = append(ratios, float64(d2)/float64(d))
+		cpuRatios = append(cpuRatios, float64(c2)/float64(c))
 		rss := a.PeakRSS()
 		a.stop()
-		fmt.Printf("  run %d: first %s / %s files, %d changed %s / %s files, ratio %.1f%%, agent peak RSS %s\n", r+1,
+		fmt.Printf("  run %d: first %s / %s files, %d changed %s / %s files, ratio %.1f%%; agent CPU to the decision %s and %s (%.1f%%); agent peak RSS %s\n", r+1,
 			d.Round(time.Millisecond), f.Round(time.Millisecond), *changed, d2.Round(time.Millisecond), f2.Round(time.Millisecond),
-			100*float64(d2)/float64(d), rss)
+			100*float64(d2)/float64(d), c.Round(time.Millisecond), c2.Round(time.Millisecond), 100*float64(c2)/float64(c), rss)
 	}
 	fmt.Printf("apply %d documents, inbox drop to decision by the new generation: %s\n", *ndocs, summarize(first))
 	fmt.Printf("apply %d documents, inbox drop to last file written (%d written): %s\n", *ndocs, wroteFirst, summarize(firstFiles))
 	fmt.Printf("same bundle, %d changed, drop to decision: %s\n", *changed, summarize(next))
 	fmt.Printf("same bundle, %d changed, drop to last file written (%d written): %s\n", *changed, wroteNext, summarize(nextFiles))
+	fmt.Printf("agent CPU, drop to decision, first apply: %s\n", summarize(firstCPU))
+	fmt.Printf("agent CPU, drop to decision, %d changed: %s\n", *changed, summarize(nextCPU))
 	slices.Sort(ratios)
-	fmt.Printf("ratio changed/first (drop to decision), median of runs: %.1f%%\n", 100*ratios[len(ratios)/2])
+	slices.Sort(cpuRatios)
+	fmt.Printf("ratio changed/first (drop to decision), median of runs: %.1f%% (agent CPU: %.1f%%)\n", 100*ratios[len(ratios)/2], 100*cpuRatios[len(cpuRatios)/2])
 }
 
 // applyOne drops bundle (version v) and waits for the sentinel decision,
-// then for the files; want is how many files the apply must write.
-func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.Duration, wrote int) {
+// then for the files; want is how many files the apply must write. cpu is
+// the agent's CPU time from the drop to the decision (the benchmark's own
+// status and evaluate calls included, a few ms).
+func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.Duration, wrote int, cpu time.Duration) {
 	app := fmt.Sprintf("/usr/bin/e2e-v%d", v)
 	req := map[string]any{"user": "e2e-user", "groups": []string{"e2e"}, "machine": "e2e", "sessionId": "e2e",
 		"action": "elevate", "application": map[string]any{"path": app}}
+	cpu0 := a.CPUTime()
 	t0 := a.drop(bundle)
 	// Wait for the generation before asking for decisions: denials while
 	// it is applied would count against the circuit breaker.
@@ -70,6 +77,7 @@ func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.
 		return err == nil && code == 200 && ans.Decision == "allow"
 	})
 	decided = time.Since(t0)
+	cpu = a.CPUTime() - cpu0
 	dir := filepath.Join(a.Root, "policies")
 	sentinel := filepath.Join(dir, "e2e-sentinel.json")
 	waitFor(10*time.Minute, "files of generation "+fmt.Sprint(v), func() bool {
@@ -87,7 +95,7 @@ func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.
 	// Let the controller finish: anything written after we looked counts.
 	time.Sleep(300 * time.Millisecond)
 	n, newest := newer(dir, t0)
-	return decided, max(written, newest.Sub(t0)), n
+	return decided, max(written, newest.Sub(t0)), n, cpu
 }
 
 // newer counts the files in dir modified at or after t0 and returns the

@@ -13,9 +13,10 @@
 // how busy the whole machine was.
 //
 // "At equal p99": with several --conns levels (a sweep), each server's
-// throughput is its best median throughput among the levels whose median
-// p99 is within --p99; the ratio of those two is the figure. With one
-// level it is the plain ratio at that concurrency, p99s printed beside.
+// throughput at a p99 budget is its best median throughput among the
+// levels whose median p99 is within the budget; the ratio of those two
+// is the figure, for each budget of --p99. Each level's own ratio is
+// printed too.
 //
 //	make build
 //	GOBIN=/tmp/opa go install github.com/open-policy-agent/opa@v1.22.2
@@ -40,7 +41,7 @@ var (
 	opaBin    = flag.String("opa", "opa", "the opa binary (go install github.com/open-policy-agent/opa@v1.22.2)")
 	rules     = flag.Int("rules", 9999, "policies (with Settings, the bundle limit of 10,000 documents)")
 	connList  = flag.String("conns", "32", "concurrent client connections; a comma-separated list sweeps the levels (at most 64: the agent answers 429 past 64 requests in flight for one identity)")
-	budget    = flag.Duration("p99", 10*time.Millisecond, "p99 budget for the throughput at equal p99 (with a sweep)")
+	budgetArg = flag.String("p99", "10ms,20ms", "p99 budgets for the throughput at equal p99, comma-separated")
 	runFor    = flag.Duration("for", 5*time.Second, "length of each run")
 	runs      = flag.Int("runs", 5, "runs of each server at each level, alternating")
 	baseline  = flag.String("baseline", "", "a second warden binary driven in the same runs (before/after a change)")
@@ -51,6 +52,14 @@ var (
 func main() {
 	flag.Parse()
 	levels := parseLevels(*connList)
+	var budgets []time.Duration
+	for _, f := range strings.Split(*budgetArg, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			fail("--p99: %v", err)
+		}
+		budgets = append(budgets, d)
+	}
 	dir, err := os.MkdirTemp("", "warden-rest-")
 	check(err)
 	defer os.RemoveAll(dir)
@@ -78,51 +87,54 @@ func main() {
 	}
 	fmt.Printf("# %d policies, %s mix, %d CPUs, %d runs of %s per server and level, load %s\n",
 		*rules, *mix, runtime.NumCPU(), *runs, *runFor, agentproc.LoadAvg())
-	meds := make([][]result, len(servers)) // by server, by level
-	for _, n := range levels {
-		rs := make([][]result, len(servers))
-		for i := 0; i < *runs; i++ {
-			line := fmt.Sprintf("  %d conns, run %d:", n, i+1)
+	// Every run visits every level and server in turn, so a change in the
+	// machine's load falls on all of them alike.
+	all := make([][][]result, len(servers)) // by server, by level, by run
+	for k := range all {
+		all[k] = make([][]result, len(levels))
+	}
+	for i := 0; i < *runs; i++ {
+		for j, n := range levels {
+			line := fmt.Sprintf("  run %d, %d conns:", i+1, n)
 			for k, s := range servers {
 				r := drive(s, reqs, n)
-				rs[k] = append(rs[k], r)
+				all[k][j] = append(all[k][j], r)
 				line += fmt.Sprintf(" %s %s |", s.name, r)
 			}
-			fmt.Println(strings.TrimSuffix(line, " |"))
+			fmt.Printf("%s load %s\n", line, agentproc.LoadAvg())
 		}
-		line := fmt.Sprintf("%d conns, median:", n)
-		for k, s := range servers {
-			meds[k] = append(meds[k], median(rs[k]))
-			line += fmt.Sprintf(" %s %s |", s.name, meds[k][len(meds[k])-1])
+	}
+	meds := make([][]result, len(servers)) // by server, by level
+	for k := range servers {
+		for j := range levels {
+			meds[k] = append(meds[k], median(all[k][j]))
 		}
-		fmt.Printf("%s load %s\n", line, agentproc.LoadAvg())
 	}
 	fmt.Println()
-	fmt.Println("warden POST /api/v1/evaluate (mTLS, every decision audited); OPA POST /v1/data/warden/decision (TLS, no decision log)")
+	fmt.Println("medians; warden POST /api/v1/evaluate (mTLS, every decision audited); OPA POST /v1/data/warden/decision (TLS, no decision log)")
 	for k, s := range servers {
-		for i, n := range levels {
-			fmt.Printf("  %-8s %3d conns: %s\n", s.name, n, meds[k][i].long())
+		for j, n := range levels {
+			fmt.Printf("  %-8s %3d conns: %s\n", s.name, n, meds[k][j].long())
 		}
 	}
 	om := meds[len(servers)-1]
-	oc := medianCPU(om)
 	for k, s := range servers[:len(servers)-1] {
 		wm := meds[k]
-		if len(levels) == 1 {
-			fmt.Printf("%s/OPA throughput at %d connections: %.2fx (p99 %s vs %s)\n",
-				s.name, levels[0], wm[0].rate/om[0].rate, ms(wm[0].p99), ms(om[0].p99))
-		} else {
-			wb, ob := best(wm, *budget), best(om, *budget)
-			if wb == nil || ob == nil {
-				fmt.Printf("%s/OPA at p99 <= %s: not both within the budget (%s %v, OPA %v)\n", s.name, ms(*budget), s.name, wb != nil, ob != nil)
-			} else {
-				fmt.Printf("%s/OPA throughput at equal p99 (<= %s): %.2fx (%s %.0f/s at %d conns, p99 %s; OPA %.0f/s at %d conns, p99 %s)\n",
-					s.name, ms(*budget), wb.rate/ob.rate, s.name, wb.rate, wb.conns, ms(wb.p99), ob.rate, ob.conns, ms(ob.p99))
-			}
+		line := s.name + "/OPA by level:"
+		for j, n := range levels {
+			line += fmt.Sprintf(" %d conns %.2fx (p99 %s vs %s, server CPU OPA/%s %.2fx);", n, wm[j].rate/om[j].rate,
+				ms(wm[j].p99), ms(om[j].p99), s.name, om[j].cpu.server/wm[j].cpu.server)
 		}
-		wc := medianCPU(wm)
-		fmt.Printf("%s/OPA server CPU per decision: %.0f µs vs %.0f µs: OPA/%s %.2fx (client %.0f µs vs %.0f µs)\n",
-			s.name, wc.server, oc.server, s.name, oc.server/wc.server, wc.client, oc.client)
+		fmt.Println(strings.TrimSuffix(line, ";"))
+		for _, b := range budgets {
+			wb, ob := best(wm, b), best(om, b)
+			if wb == nil || ob == nil {
+				fmt.Printf("%s/OPA at p99 <= %s: not both within it (%s %v, OPA %v)\n", s.name, ms(b), s.name, wb != nil, ob != nil)
+				continue
+			}
+			fmt.Printf("%s/OPA throughput at equal p99 (<= %s): %.2fx (%s %.0f/s at %d conns, p99 %s; OPA %.0f/s at %d conns, p99 %s)\n",
+				s.name, ms(b), wb.rate/ob.rate, s.name, wb.rate, wb.conns, ms(wb.p99), ob.rate, ob.conns, ms(ob.p99))
+		}
 	}
 	fmt.Printf("load %s\n", agentproc.LoadAvg())
 }

@@ -124,6 +124,10 @@ func startWarden(dir string, docs map[string][]byte, name, bin string) *server {
 		_, err := os.Stat(filepath.Join(a.Root, "inbox", "done", filepath.Base(bundle)))
 		return err == nil
 	})
+	// The first apply goes on after the bundle is recorded as applied:
+	// the files controller writes (and syncs) the 9,999 policy files.
+	// Measuring before it is done would charge that to the decisions.
+	waitIdle("warden", a.Pid())
 	cfg, err := a.AdminTLS()
 	check(err)
 	return &server{name: name, url: "https://" + a.API + "/api/v1/evaluate",
@@ -177,7 +181,23 @@ func startOPA(dir string, docs map[string][]byte) *server {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+	waitIdle("OPA", cmd.Process.Pid)
 	return s
+}
+
+// waitIdle waits until process pid has used under 2 % of a core for a
+// whole second: done with its start-up work.
+func waitIdle(what string, pid int) {
+	var last time.Duration
+	waitFor(what+" idle", func() bool {
+		t, _ := procCPU(strconv.Itoa(pid))
+		idle := last != 0 && t-last < 20*time.Millisecond
+		last = t
+		if !idle {
+			time.Sleep(time.Second)
+		}
+		return idle
+	})
 }
 
 func client(cfg *tls.Config) *http.Client {

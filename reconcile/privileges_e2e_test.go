@@ -14,11 +14,16 @@ import (
 )
 
 // The whole path with the real engine: an attested request allowed by a
-// policy with durationSeconds creates a grant (the caller asks for 3 s),
+// policy with durationSeconds creates a grant (the caller asks for
+// grantSeconds),
 // the controllers make it true on the machine, and the engine's own
 // wall-clock timer expires it. The same request by a certificate caller
 // (the HTTPS API) changes nothing on the machine.
 func TestEngineGrantsTakeEffectAndExpire(t *testing.T) {
+	// Long enough that the controllers have written both grants before they
+	// expire, with the whole suite running under -race on two busy cores (3 s
+	// was not, once: the grant expired before the sudoers controller ran).
+	const grantSeconds = 8
 	needRoot(t, "sudo", "visudo", "cvtsudoers", "setpriv", "setfacl", "getfacl")
 	dir := sudoersFolder(t)
 	path, _ := secretFile(t)
@@ -50,7 +55,7 @@ func TestEngineGrantsTakeEffectAndExpire(t *testing.T) {
 	elevate := func(c engine.Caller) engine.Result {
 		t.Helper()
 		r, err := eng.Evaluate(ctx, c, &policy.Request{User: u.Username, Action: policy.ActionElevate,
-			Application: policy.Application{Path: "/usr/bin/id", SHA256: sha}, RequestedSeconds: 3}, false)
+			Application: policy.Application{Path: "/usr/bin/id", SHA256: sha}, RequestedSeconds: grantSeconds}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +80,7 @@ func TestEngineGrantsTakeEffectAndExpire(t *testing.T) {
 	}
 
 	ra, err := eng.Evaluate(ctx, user, &policy.Request{User: u.Username, Action: policy.ActionFileAccess,
-		Target: &policy.Target{Path: path}, RequestedSeconds: 3}, false)
+		Target: &policy.Target{Path: path}, RequestedSeconds: grantSeconds}, false)
 	if err != nil || ra.Effective != policy.Allow || ra.GrantID == "" {
 		t.Fatalf("access evaluate: %v %+v", err, ra.Decision)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -205,4 +206,42 @@ func TestFixtures(t *testing.T) {
 			t.Errorf("heartbeat executable = %s", p.Executable)
 		}
 	}
+}
+
+// A batch relaxes the collector and gives back the settings it found,
+// also when batches overlap, and leaves GOGC=off alone.
+func TestRelaxGCRestores(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, start := range []int{100, -1, 800} {
+		debug.SetGCPercent(start)
+		limit := debug.SetMemoryLimit(-1)
+		outer := relaxGC(relaxMinDocs)
+		inner := relaxGC(relaxMinDocs)
+		want := relaxGCPercent
+		if start < 0 || start > relaxGCPercent {
+			want = start
+		}
+		if got := readGCPercent(); got != want {
+			t.Errorf("GOGC %d: %d during a batch, want %d", start, got, want)
+		}
+		outer()
+		if got := readGCPercent(); got != want {
+			t.Errorf("GOGC %d: %d while another batch runs, want %d", start, got, want)
+		}
+		inner()
+		if got := readGCPercent(); got != start {
+			t.Errorf("GOGC %d: %d after the batches, want it back", start, got)
+		}
+		if got := debug.SetMemoryLimit(-1); got != limit {
+			t.Errorf("memory limit %d after the batches, want %d", got, limit)
+		}
+		relaxGC(10)() // a small batch changes nothing
+	}
+}
+
+// readGCPercent reads GOGC (there is no getter: set and put back).
+func readGCPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }

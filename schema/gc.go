@@ -14,7 +14,8 @@ import (
 // past relaxHeadroom above what the process holds when the batch starts
 // (a soft memory limit), so a batch costs less CPU and the peak stays
 // bounded. Batches may overlap: the first to start relaxes, the last to
-// finish restores the settings it found.
+// finish restores the settings it found. A GOGC that is off or above 400
+// is left as it is.
 const (
 	relaxMinDocs   = 256
 	relaxGCPercent = 400
@@ -41,6 +42,10 @@ func relaxGC(n int) (restore func()) {
 		held := int64(s[0].Value.Uint64())
 		relax.limit = debug.SetMemoryLimit(-1)
 		relax.percent = int64(debug.SetGCPercent(relaxGCPercent))
+		if relax.percent < 0 || relax.percent > relaxGCPercent {
+			// GOGC=off, or already more relaxed: leave the operator's choice.
+			debug.SetGCPercent(int(relax.percent))
+		}
 		debug.SetMemoryLimit(min(relax.limit, held+relaxHeadroom))
 	}
 	relax.n++

@@ -50,10 +50,13 @@ func readBundleFast(data []byte) (b *Bundle, ok bool) {
 	}
 	var out bytes.Buffer
 	// The gzip trailer's length of the data (modulo 2^32) sizes the buffer
-	// at once; only a hint, the stream says how long it really is.
+	// at once; only a hint, the stream says how long it really is. Deflate
+	// expands at most about 1,032 times, so a larger claim is not believed.
 	hint := 16 * len(data)
 	if len(data) >= 4 {
-		hint = max(hint, int(binary.LittleEndian.Uint32(data[len(data)-4:])))
+		if isize := int(binary.LittleEndian.Uint32(data[len(data)-4:])); isize <= 1032*len(data) {
+			hint = max(hint, isize)
+		}
 	}
 	out.Grow(min(MaxUncompressed+1, hint+blockSize))
 	n, err := io.Copy(&out, io.LimitReader(zr, MaxUncompressed+1))

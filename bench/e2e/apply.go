@@ -56,8 +56,9 @@ func benchApply() {
 
 // applyOne drops bundle (version v) and waits for the sentinel decision,
 // then for the files; want is how many files the apply must write. cpu is
-// the agent's CPU time from the drop to the decision (the benchmark's own
-// status and evaluate calls included, a few ms).
+// the agent's CPU time from the drop to the decision (with whatever else
+// the agent does meanwhile, the benchmark's own status and evaluate calls
+// included).
 func (a *agentProc) applyOne(bundle string, v, want int) (decided, written time.Duration, wrote int, cpu time.Duration) {
 	app := fmt.Sprintf("/usr/bin/e2e-v%d", v)
 	req := map[string]any{"user": "e2e-user", "groups": []string{"e2e"}, "machine": "e2e", "sessionId": "e2e",

@@ -6,11 +6,14 @@
 // TLS, decision logging off).
 //
 // The client is closed-loop: --conns connections each send a request as
-// soon as the last answer came, for --for per run, runs alternating
-// between the two servers. Both servers and the client share the
-// machine's cores, so each run also reports the CPU time per decision of
-// the server process and of the client (from /proc and getrusage) and
-// how busy the whole machine was.
+// soon as the last answer came, for --for per run; every run visits each
+// connection level and each server in turn, and measuring starts once
+// both servers are idle after their start. Both servers and the client
+// share the machine's cores, so each run also reports CPU time per
+// decision of the server process, of the client, of the kernel outside
+// processes and of everything else (from /proc and getrusage), and how
+// busy the whole machine was. Both answer over HTTP/1.1 (neither offers
+// HTTP/2 by ALPN as they are started here).
 //
 // "At equal p99": with several --conns levels (a sweep), each server's
 // throughput at a p99 budget is its best median throughput among the

@@ -154,7 +154,7 @@ func startOPA(dir string, docs map[string][]byte) *server {
 	certFile, keyFile, pool := selfSigned(dir)
 	port := freePort()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(*opaBin, "run", "--server", "--addr", addr, "--log-level", "error",
+	cmd := exec.Command(*opaBin, "run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check",
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, regoFile)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())

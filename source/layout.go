@@ -38,6 +38,9 @@ func placeOf(p string) (kind, id string, err error) {
 // so policies/x.json always holds Policy x and materializes back to the
 // same file name.
 func checkPlace(p string, d *schema.Document) schema.Errors {
+	if inPlace(p, d) {
+		return nil // what placeOf(p) would say, without taking p apart
+	}
 	kind, id, err := placeOf(p)
 	if err != nil {
 		return schema.Errors{{File: p, Msg: err.Error()}}
@@ -50,4 +53,25 @@ func checkPlace(p string, d *schema.Document) schema.Errors {
 		out = append(out, schema.Issue{File: p, Path: "id", Msg: fmt.Sprintf("invalid value %q (must match the file name, %q)", d.ID, id)})
 	}
 	return out
+}
+
+// kindFolders is folderKinds the other way round.
+var kindFolders = map[string]string{
+	schema.KindPolicy:   "policies",
+	schema.KindApprover: "approvers",
+	schema.KindPlugin:   "plugins",
+	schema.KindJob:      "jobs",
+}
+
+// inPlace reports whether p is the place of d: FOLDER/ID.json for its
+// kind, settings.json for Settings agent.
+func inPlace(p string, d *schema.Document) bool {
+	if d.Kind == schema.KindSettings {
+		return p == SettingsFile && d.ID == "agent"
+	}
+	dir, ok := kindFolders[d.Kind]
+	return ok && d.ID != "" && !strings.HasPrefix(d.ID, ".") && !strings.Contains(d.ID, "/") &&
+		len(p) == len(dir)+1+len(d.ID)+len(".json") &&
+		strings.HasPrefix(p, dir) && p[len(dir)] == '/' && p[len(dir)+1:len(p)-len(".json")] == d.ID &&
+		strings.HasSuffix(p, ".json")
 }

@@ -133,3 +133,21 @@ func TestParallelValidationSameAsSerial(t *testing.T) {
 		}
 	}
 }
+
+// inPlace answers as placeOf does, for documents in and out of place.
+func TestInPlaceAgreesWithPlaceOf(t *testing.T) {
+	docs := []*schema.Document{{Kind: schema.KindPolicy, ID: "a"}, {Kind: schema.KindApprover, ID: "it-oncall"},
+		{Kind: schema.KindSettings, ID: "agent"}, {Kind: schema.KindSettings, ID: "other"}, {Kind: schema.KindJob, ID: "x.y"},
+		{Kind: schema.KindPlugin, ID: ""}, {Kind: schema.KindPolicy, ID: "../a"}, {Kind: schema.KindPolicy, ID: ".a"}}
+	paths := []string{"policies/a.json", "approvers/it-oncall.json", "settings.json", "jobs/x.y.json", "plugins/.json",
+		"policies/../a.json", "policies/.a.json", "policies/a.json.json", "policiesX/a.json", "policies/a", "a.json", "jobs/a.json"}
+	for _, d := range docs {
+		for _, p := range paths {
+			kind, id, err := placeOf(p)
+			want := err == nil && kind == d.Kind && id == d.ID
+			if got := inPlace(p, d); got != want {
+				t.Errorf("inPlace(%q, %s/%s) = %v, placeOf says %v", p, d.Kind, d.ID, got, want)
+			}
+		}
+	}
+}

@@ -29,11 +29,14 @@ type Meta struct {
 type Snapshot struct {
 	Meta  Meta
 	Docs  []*schema.Document
-	byKey map[string]*schema.Document
+	byKey map[docKey]*schema.Document
 }
 
+// docKey is a document's kind and id, unique within a generation.
+type docKey struct{ kind, id string }
+
 // Get returns the document kind/id, or nil.
-func (sn *Snapshot) Get(kind, id string) *schema.Document { return sn.byKey[kind+"/"+id] }
+func (sn *Snapshot) Get(kind, id string) *schema.Document { return sn.byKey[docKey{kind, id}] }
 
 // OfKind returns the documents of one kind, sorted by id.
 func (sn *Snapshot) OfKind(kind string) []*schema.Document {
@@ -61,9 +64,9 @@ func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[string]*schema.Document, len(docs))}
+	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[docKey]*schema.Document, len(docs))}
 	for _, d := range docs {
-		sn.byKey[d.Key()] = d
+		sn.byKey[docKey{d.Kind, d.ID}] = d
 	}
 	sn.Meta.Documents = len(docs)
 	return sn
@@ -114,12 +117,13 @@ var kGenMeta = []byte{0} // sorts before kGenIndex (and the 16-byte document key
 // shared, not written again (docs.go). Generations beyond the last
 // KeepGenerations are dropped. Subscribers are told after the commit.
 func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
-	seen := make(map[string]bool, len(a.Docs))
+	seen := make(map[docKey]bool, len(a.Docs))
 	for _, d := range a.Docs {
-		if seen[d.Key()] {
+		k := docKey{d.Kind, d.ID}
+		if seen[k] {
 			return Meta{}, fmt.Errorf("apply: %s appears twice", d.Key())
 		}
-		seen[d.Key()] = true
+		seen[k] = true
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,7 +257,26 @@ func (v *validator) unify(name string, tree any, def cue.Value) (cue.Value, erro
 var (
 	conflictRe = regexp.MustCompile(`^conflicting values ("(?:[^"\\]|\\.)*") and ("(?:[^"\\]|\\.)*")$`)
 	longBound  = regexp.MustCompile(`\(out of bound =~".{60,}"\)$`)
+	// enumBound is an enum written as an anchored alternation,
+	// =~"^(a|b|c)$" (policy.cue says why), as CUE reports a value outside
+	// it or a missing one.
+	enumBound  = regexp.MustCompile(`=~"\^\(([A-Za-z0-9-]+(?:\|[A-Za-z0-9-]+)+)\)\$"`)
+	enumTypeRe = regexp.MustCompile(`^conflicting values (.+) and ` + enumBound.String() + ` \(mismatched types \w+ and string\)$`)
 )
+
+// enumWords reads the alternatives of an enumBound match: quoted, joined
+// by sep, sorted when sorted is true (as CUE lists a failed disjunction's
+// values), else in the order written (as CUE shows a missing one).
+func enumWords(alts, sep string, sorted bool) string {
+	words := strings.Split(alts, "|")
+	if sorted {
+		sort.Strings(words)
+	}
+	for i, w := range words {
+		words[i] = strconv.Quote(w)
+	}
+	return strings.Join(words, sep)
+}
 
 // issues turns CUE's errors into one Issue per broken rule, in words an
 // operator can act on: a failed enum lists its allowed values, a missing
@@ -277,7 +297,17 @@ func issues(name string, err error) Errors {
 		case strings.HasPrefix(is.Msg, "incomplete value") && strings.HasSuffix(is.Path, "[0]"):
 			// A missing list that needs an element: CUE names its first.
 			is.Path = strings.TrimSuffix(is.Path, "[0]")
-			is.Msg = "required field is missing (a list of at least one " + strings.TrimPrefix(is.Msg, "incomplete value ") + ")"
+			want := strings.TrimPrefix(is.Msg, "incomplete value ")
+			if m := enumBound.FindStringSubmatch(want); m != nil && m[0] == want {
+				want = enumWords(m[1], " | ", false)
+			}
+			is.Msg = "required field is missing (a list of at least one " + want + ")"
+		case strings.HasPrefix(is.Msg, "invalid value ") && enumBound.MatchString(is.Msg) && strings.HasSuffix(is.Msg, `$")`):
+			m := enumBound.FindStringSubmatch(is.Msg)
+			is.Msg = is.Msg[:strings.Index(is.Msg, " (out of bound ")] + " (must be one of " + enumWords(m[1], ", ", true) // ")" below
+		case enumTypeRe.MatchString(is.Msg): // not a string at all
+			m := enumTypeRe.FindStringSubmatch(is.Msg)
+			is.Msg = "invalid value " + m[1] + " (must be one of " + enumWords(m[2], ", ", true)
 		case strings.HasPrefix(is.Msg, "incomplete value"):
 			is.Msg = "required field is missing (" + is.Msg + ")"
 		case strings.Contains(is.Msg, "errors in empty disjunction"):

@@ -163,6 +163,9 @@ func TestRules(t *testing.T) {
 		{"duration string", policy, "spec.durationSeconds", `"900"`, `^policies/dev-tools.json: spec.durationSeconds: .*mismatched types int and string`},
 		// enums
 		{"status bad", policy, "spec.status", `"on"`, `^policies/dev-tools.json: spec.status: invalid value "on" \(must be one of "enforce", "monitor", "monitor-notify", "off"\)$`},
+		{"status not a string", policy, "spec.status", `true`, `^policies/dev-tools.json: spec.status: invalid value true \(must be one of "enforce", "monitor", "monitor-notify", "off"\)$`},
+		{"type not a string", policy, "spec.type", `5`, `^policies/dev-tools.json: spec.type: invalid value 5 \(must be one of "ApplicationControl", "CommandLine", "FileAccess", "LeastPrivilege", "PrivilegeElevation"\)$`},
+		{"control prefix", policy, "spec.controls", `["allowed"]`, `^policies/dev-tools.json: spec.controls\[0\]: invalid value "allowed" \(must be one of`},
 		{"status monitor-notify", policy, "spec.status", `"monitor-notify"`, ""},
 		{"status off", policy, "spec.status", `"off"`, ""},
 		{"type bad", policy, "spec.type", `"Elevation"`, `^policies/dev-tools.json: spec.type: invalid value "Elevation" \(must be one of .*"PrivilegeElevation"`},

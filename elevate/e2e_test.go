@@ -410,7 +410,9 @@ func TestSignalsReachTheCommand(t *testing.T) {
 		if string(buf[:n]) != "ready\n" {
 			t.Fatalf("command said %q; want ready", buf[:n])
 		}
-		time.Sleep(300 * time.Millisecond) // the client has its "started" by now
+		// The client reads its "started" message about when the command
+		// prints; before it, Ctrl-C means leaving (exit 130), not forwarding.
+		time.Sleep(time.Second)
 		cmd.Process.Signal(tc.sig)
 		rest, _ := io.ReadAll(out)
 		err = cmd.Wait()

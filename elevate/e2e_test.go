@@ -163,15 +163,15 @@ func TestEnvironmentIsReset(t *testing.T) {
 	u := newUser(t, "env")
 	a.policy(t, "el-env", `{"name": "env", "type": "PrivilegeElevation", "status": "enforce",
 		"controls": ["allow"], "filters": {"users": ["wdn-elevate-env"], "applications": [{"path": "/usr/bin/env"}]}}`)
-	cmd := u.as(wardenBin, "--root", a.root, "elevate", "--", "/usr/bin/env")
-	cmd.Env = append(cmd.Env, "LD_PRELOAD=/tmp/evil.so", "LD_LIBRARY_PATH=/tmp", "IFS=x", "LC_ALL=C", "LANG=../../evil",
+	cmd := u.as(wardenBin, "--root", a.root, "elevate", "--", "env", "-0")
+	cmd.Env = append(cmd.Env, "SUDO_COMMAND=/bin/true", "LD_PRELOAD=/tmp/evil.so", "LD_LIBRARY_PATH=/tmp", "IFS=x", "LC_ALL=C", "LANG=../../evil",
 		"PATH=/tmp/evil:/usr/bin", "BASH_ENV=/tmp/x", "SUDO_USER=root")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("elevate env: %v", err)
 	}
 	env := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
 		k, v, _ := strings.Cut(line, "=")
 		env[k] = v
 	}
@@ -181,7 +181,8 @@ func TestEnvironmentIsReset(t *testing.T) {
 		}
 	}
 	want := map[string]string{"PATH": elevate.SecurePath, "HOME": "/root", "USER": "root", "LOGNAME": "root",
-		"SUDO_USER": u.Name, "SUDO_UID": fmt.Sprint(u.UID), "SUDO_GID": fmt.Sprint(u.GID), "LC_ALL": "C", "TERM": "dumb"}
+		"SUDO_USER": u.Name, "SUDO_UID": fmt.Sprint(u.UID), "SUDO_GID": fmt.Sprint(u.GID), "LC_ALL": "C", "TERM": "dumb",
+		"SUDO_COMMAND": "/usr/bin/env -0"}
 	for k, v := range want {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q (env: %v)", k, env[k], v, env)

@@ -188,7 +188,7 @@ func (ss *session) run(x Executable, argv, env []string, stdio []*os.File, r *en
 	// The command is forked and held before its first instruction; it runs
 	// once the evaluation that allowed it and its ELEVATION_STARTED are on
 	// disk, stored together (one fsync).
-	proc, err := launch(x, argv, ResetEnv(env, ss.a), cwd, stdio, func(pid int) error {
+	proc, err := launch(x, argv, ResetEnv(env, ss.a, x.Path, argv[1:]), cwd, stdio, func(pid int) error {
 		err := record(ev(audit.ElevationStarted, map[string]any{"pid": pid}))
 		return err
 	})

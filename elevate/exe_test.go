@@ -54,9 +54,10 @@ func TestResolve(t *testing.T) {
 func TestResetEnv(t *testing.T) {
 	a := &Actor{UID: 1001, GID: 1002, Name: "carol"}
 	got := ResetEnv([]string{"TERM=xterm", "LANG=de_DE.UTF-8", "LC_TIME=../../x", "LC_ALL=%n%n", "LD_PRELOAD=/x.so",
-		"PATH=/home/carol/bin", "TERM=vt100", "IFS=x", "HOME=/home/carol", "noequals"}, a)
+		"PATH=/home/carol/bin", "TERM=vt100", "IFS=x", "HOME=/home/carol", "noequals", "SUDO_COMMAND=/bin/true"}, a,
+		"/usr/bin/apt-get", []string{"install", "vim"})
 	want := []string{"TERM=xterm", "LANG=de_DE.UTF-8", "PATH=" + SecurePath, "HOME=/root", "SHELL=/bin/sh",
-		"USER=root", "LOGNAME=root", "SUDO_USER=carol", "SUDO_UID=1001", "SUDO_GID=1002"}
+		"USER=root", "LOGNAME=root", "SUDO_USER=carol", "SUDO_UID=1001", "SUDO_GID=1002", "SUDO_COMMAND=/usr/bin/apt-get install vim"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ResetEnv =\n%q\nwant\n%q", got, want)
 	}

@@ -3,8 +3,6 @@ package source_test
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,15 +13,7 @@ import (
 // agent registered with it.
 func registeredAgent(t *testing.T) (keys, bundle string, be *backendProc, a *agentProc) {
 	t.Helper()
-	keys, root, bdir := t.TempDir(), t.TempDir(), t.TempDir()
-	if _, err := source.WriteKeyPair(keys); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
-	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
-	os.WriteFile(filepath.Join(root, "trust", "backend.pub"), pub, 0o600)
-	os.WriteFile(filepath.Join(bdir, "tokens.json"), []byte(`[{"token": "enrol-lp", "group": "lab"}]`), 0o600)
-	bundle = filepath.Join(bdir, "bundles", "lab.tar.gz")
+	keys, root, bdir, bundle := backendFixture(t, "enrol-lp")
 	be = &backendProc{t: t, dir: bdir}
 	be.start()
 	t.Cleanup(be.stop)

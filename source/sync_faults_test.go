@@ -142,16 +142,8 @@ func TestPlainHTTPBackendRefused(t *testing.T) {
 // agent without the CA refuses the backend's certificate.
 func TestSyncOverHTTPSWithCAFile(t *testing.T) {
 	ctx := context.Background()
-	keys, root, bdir := t.TempDir(), t.TempDir(), t.TempDir()
-	if _, err := source.WriteKeyPair(keys); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
-	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
-	os.WriteFile(filepath.Join(root, "trust", "backend.pub"), pub, 0o600)
-	os.WriteFile(filepath.Join(bdir, "tokens.json"), []byte(`[{"token": "enrol-tls", "group": "lab"}]`), 0o600)
-	os.MkdirAll(filepath.Join(bdir, "bundles"), 0o700)
-	buildTo(t, keys, filepath.Join(bdir, "bundles", "lab.tar.gz"), 1, "a", "b")
+	keys, root, bdir, bundle := backendFixture(t, "enrol-tls")
+	buildTo(t, keys, bundle, 1, "a", "b")
 
 	be, err := backend.New(bdir, nil)
 	if err != nil {

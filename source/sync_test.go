@@ -33,6 +33,25 @@ func buildTo(t testing.TB, keyDir, path string, version int64, ids ...string) {
 	buildWith(t, keyDir, path, version, "", ids...)
 }
 
+// backendFixture makes the folders of a backend test: a signing key pair in
+// keys (its public key trusted by the agent root as backend.pub), and a
+// backend folder accepting token for group "lab", with an empty bundles/.
+// It returns the three folders and lab's bundle path.
+func backendFixture(t *testing.T, token string) (keys, root, bdir, bundle string) {
+	t.Helper()
+	keys, root, bdir = t.TempDir(), t.TempDir(), t.TempDir()
+	if _, err := source.WriteKeyPair(keys); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
+	os.WriteFile(filepath.Join(root, "trust", "backend.pub"), pub, 0o600)
+	os.WriteFile(filepath.Join(bdir, "tokens.json"), []byte(`[{"token": "`+token+`", "group": "lab"}]`), 0o600)
+	bundle = filepath.Join(bdir, "bundles", "lab.tar.gz")
+	os.MkdirAll(filepath.Dir(bundle), 0o700)
+	return keys, root, bdir, bundle
+}
+
 // backendProc is the reference backend on a real loopback listener that
 // can be stopped and started again on the same address.
 type backendProc struct {
@@ -175,16 +194,7 @@ func checkComplete(t *testing.T, a *agentProc, dir, id string) {
 
 func TestBackendLoop(t *testing.T) {
 	ctx := context.Background()
-	keys, root, bdir := t.TempDir(), t.TempDir(), t.TempDir()
-	if _, err := source.WriteKeyPair(keys); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
-	pub, _ := os.ReadFile(filepath.Join(keys, source.PublicKeyFile))
-	os.WriteFile(filepath.Join(root, "trust", "backend.pub"), pub, 0o600)
-	os.WriteFile(filepath.Join(bdir, "tokens.json"), []byte(`[{"token": "enrol-s3cret", "group": "lab"}]`), 0o600)
-	bundle := filepath.Join(bdir, "bundles", "lab.tar.gz")
-	os.MkdirAll(filepath.Dir(bundle), 0o700)
+	keys, root, bdir, bundle := backendFixture(t, "enrol-s3cret")
 
 	be := &backendProc{t: t, dir: bdir}
 	be.start()

@@ -83,7 +83,7 @@ func (e *Engine) EvaluateDeferred(ctx context.Context, c Caller, req *policy.Req
 	if until, open := e.circuitOpen(keys, now); open {
 		r := Result{Decision: policy.CircuitOpen()}
 		r.Reason = policy.ReasonCircuitOpen + " until " + until.UTC().Format(time.RFC3339)
-		return r, recordOnly(e), e.auditDecision(ctx, c, req, &r)
+		return r, e.auditAll, e.auditDecision(ctx, c, req, &r)
 	}
 	wait, err := e.reserve(ctx, c, req, keys, now)
 	if err != nil {
@@ -159,7 +159,7 @@ func (e *Engine) EvaluateDeferred(ctx context.Context, c Caller, req *policy.Req
 	// transaction as the evaluation and its own event, before this
 	// returns, so neither exists unaudited.
 	ev := decisionEvent(c, req, &r)
-	record := recordOnly(e)
+	record := Record(e.auditAll) // for a grant or an approval: the caller's events only
 	switch {
 	case newApproval:
 		a := e.newApproval(c, req, r.ApprovalID, fp, &r.Decision, now)
@@ -184,7 +184,7 @@ func (e *Engine) EvaluateDeferred(ctx context.Context, c Caller, req *policy.Req
 			e.grants.schedule(grant.ExpiresAt)
 		}
 	default:
-		record = func(with ...audit.Event) error { return e.auditAll(append([]audit.Event{ev}, with...)) }
+		record = func(with ...audit.Event) error { return e.auditAll(append([]audit.Event{ev}, with...)...) }
 	}
 	if err != nil {
 		return Result{}, nil, err
@@ -272,22 +272,16 @@ func (e *Engine) audit(ctx context.Context, ev audit.Event) error {
 }
 
 // auditAll stores evs, in order, in one transaction (one fsync). A single
-// event goes through the writer's group commit instead.
-func (e *Engine) auditAll(evs []audit.Event) error {
-	if len(evs) == 1 {
+// event goes through the writer's group commit instead, and none is
+// nothing to store. It is the Record of an answer already stored.
+func (e *Engine) auditAll(evs ...audit.Event) error {
+	switch len(evs) {
+	case 0:
+		return nil
+	case 1:
 		return e.audit(context.Background(), evs[0])
 	}
 	return e.commit("", nil, evs...)
-}
-
-// recordOnly is the Record of an answer already stored: it stores with.
-func recordOnly(e *Engine) Record {
-	return func(with ...audit.Event) error {
-		if len(with) == 0 {
-			return nil
-		}
-		return e.auditAll(with)
-	}
 }
 
 // once makes r store once; later calls return the first outcome.

@@ -303,14 +303,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 	if v, ok := cfg.cache.get(key, c.opts.Now()); ok {
 		defer func() { c.stats.CachedNanos.Add(uint64(time.Since(now))) }()
 		c.stats.Cached.Add(1)
-		if v.report {
-			r := c.newReport(ev, sub, path, &st, v)
-			if c.answer(ev, v.allow) {
-				c.queue(r)
-			}
-		} else {
-			c.answer(ev, v.allow)
-		}
+		c.deliver(ev, sub, path, &st, v)
 		if v.kernel && ev.g.canIgnore() && stableName(path, &st) { // its mark went (the bound, memory pressure): again
 			c.kernelAnswers(cfg, ev, &st)
 		}
@@ -333,14 +326,7 @@ func (c *Controller) handle(ev *event, scratch []byte) {
 		v.kernel = markable(cfg, path, &st, v)
 		timer.Stop()
 		cfg.cache.put(key, v)
-		if v.report {
-			r := c.newReport(ev, sub, path, &st, v)
-			if c.answer(ev, v.allow) {
-				c.queue(r)
-			}
-		} else {
-			c.answer(ev, v.allow)
-		}
+		c.deliver(ev, sub, path, &st, v)
 		if v.kernel {
 			c.kernelAnswers(cfg, ev, &st)
 		}
@@ -360,6 +346,19 @@ func (c *Controller) subject(ev *event, cfg *config, scratch []byte) (subject, e
 		c.pidfdInfo.Store(false) // an older kernel: ask /proc from now on
 	}
 	return readSubject(ev.pid, ev.pidfd, scratch)
+}
+
+// deliver answers ev with v and, when v is to be reported, queues its
+// report once the answer went (the report is read from ev before).
+func (c *Controller) deliver(ev *event, sub subject, path string, st *unix.Stat_t, v verdict) {
+	if !v.report {
+		c.answer(ev, v.allow)
+		return
+	}
+	r := c.newReport(ev, sub, path, st, v)
+	if c.answer(ev, v.allow) {
+		c.queue(r)
+	}
 }
 
 // answer responds once and counts it.

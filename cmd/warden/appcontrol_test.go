@@ -73,17 +73,9 @@ func TestAppControlAgentKilled(t *testing.T) {
 		t.Fatalf("build: %s", out)
 	}
 	root := filepath.Join(dir, "root")
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	trustKey(t, root, keys)
 	os.Chmod(root, 0o755)
-	pub, _ := os.ReadFile(filepath.Join(keys, "bundle.pub"))
-	os.WriteFile(filepath.Join(root, "trust", "k.pub"), pub, 0o600)
-	agent := exec.Command(wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
-		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "run", "agent.json")); return err == nil })
+	agent := startAgent(t, root)
 	os.Rename(b, filepath.Join(root, "inbox", "b1.tar.gz"))
 	waitFor(t, func() bool { return run(context.Background(), asUser) == 126 })
 	if code := run(context.Background(), nil); code != 0 {

@@ -117,20 +117,13 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 	if out, code := warden(t, "--root", root, "status"); code != 3 {
 		t.Fatalf("status with no agent: exit %d; want 3 (no agent reachable)\n%s", code, out)
 	}
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	trustKey(t, root, keys)
 	os.Chmod(root, 0o755)
-	pub, _ := os.ReadFile(filepath.Join(keys, "bundle.pub"))
-	os.WriteFile(filepath.Join(root, "trust", "k.pub"), pub, 0o600)
-	agent := exec.Command(wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
-		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
+	agent := startAgent(t, root)
 	defer func() {
 		agent.Process.Signal(syscall.SIGTERM)
 		agent.Wait()
 	}()
-	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "run", "agent.json")); return err == nil })
 	os.Rename(b, filepath.Join(root, "inbox", "b1.tar.gz"))
 	waitFor(t, func() bool {
 		out, code := warden(t, "--root", root, "status", "--json")
@@ -205,6 +198,32 @@ func TestBundleRoundTripAndAgentCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "chain intact\n") {
 		t.Fatalf("audit verify, agent stopped: exit %d\n%s", code, out)
 	}
+}
+
+// trustKey makes root trust the bundle key made in keys (trust/k.pub).
+func trustKey(t *testing.T, root, keys string) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
+	pub, err := os.ReadFile(filepath.Join(keys, "bundle.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "trust", "k.pub"), pub, 0o600)
+}
+
+// startAgent starts the real agent on root, every listener on a free
+// loopback port, and returns once it serves (run/agent.json). It is killed
+// at the end of the test unless the caller stopped it first.
+func startAgent(t *testing.T, root string) *exec.Cmd {
+	t.Helper()
+	agent := exec.Command(wardenBin, "--root", root, "agent", "--listen-api", "127.0.0.1:0",
+		"--listen-health", "127.0.0.1:0", "--listen-mqtt", "127.0.0.1:0")
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "run", "agent.json")); return err == nil })
+	return agent
 }
 
 func waitFor(t *testing.T, ok func() bool) {

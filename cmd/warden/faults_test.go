@@ -173,9 +173,7 @@ func TestFaultsEndToEnd(t *testing.T) {
 	docs := filepath.Join(t.TempDir(), "docs")
 	os.MkdirAll(filepath.Join(docs, "policies"), 0o755)
 	os.WriteFile(filepath.Join(docs, "policies", "dev-tools.json"), []byte(policyDoc), 0o644)
-	os.MkdirAll(filepath.Join(root, "trust"), 0o700)
-	pub, _ := os.ReadFile(filepath.Join(keys, "bundle.pub"))
-	os.WriteFile(filepath.Join(root, "trust", "k.pub"), pub, 0o600)
+	trustKey(t, root, keys)
 	bundle := func(v int) string {
 		// Built on the same filesystem as the inbox: the rename into it
 		// is the documented atomic delivery.

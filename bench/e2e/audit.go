@@ -86,9 +86,7 @@ func evaluateLoad(a *agentProc, conns int, d time.Duration) int {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			req := map[string]any{"user": fmt.Sprintf("user-%d", c), "groups": []string{"developers"},
-				"machine": "ws-1", "sessionId": fmt.Sprintf("s-%d", c), "action": "elevate",
-				"application": map[string]any{"path": toolFor(c)}}
+			req := evalRequest(c)
 			for time.Now().Before(stop) {
 				code, err := a.call("POST", "/api/v1/evaluate", req, nil)
 				if err != nil || code != 200 {

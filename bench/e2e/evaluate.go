@@ -37,9 +37,7 @@ func benchEvaluate() {
 			wg.Add(1)
 			go func(c int) {
 				defer wg.Done()
-				req := map[string]any{"user": fmt.Sprintf("user-%d", c), "groups": []string{"developers"},
-					"machine": "ws-1", "sessionId": fmt.Sprintf("s-%d", c), "action": "elevate",
-					"application": map[string]any{"path": toolFor(c)}}
+				req := evalRequest(c)
 				var mine []time.Duration
 				for time.Now().Before(stop) {
 					s := time.Now()
@@ -63,6 +61,13 @@ func benchEvaluate() {
 	slices.Sort(rates)
 	fmt.Printf("evaluate over mTLS, %d clients, audit on: median %.0f decisions/s; latency %s\n",
 		*evalConns, rates[len(rates)/2], summarize(lat))
+}
+
+// evalRequest is what client c asks POST /api/v1/evaluate, every time.
+func evalRequest(c int) map[string]any {
+	return map[string]any{"user": fmt.Sprintf("user-%d", c), "groups": []string{"developers"},
+		"machine": "ws-1", "sessionId": fmt.Sprintf("s-%d", c), "action": "elevate",
+		"application": map[string]any{"path": toolFor(c)}}
 }
 
 // toolFor is client c's program: every other client asks for a tool one

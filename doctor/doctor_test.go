@@ -1,13 +1,11 @@
 package doctor
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"warden/agent"
+	"warden/agent/agenttest"
 	"warden/audit"
 )
 
@@ -211,19 +210,7 @@ func TestEachCheckBreaks(t *testing.T) {
 func TestLiveAgent(t *testing.T) {
 	e := healthy(t)
 	root := e.Root
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan agent.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Options{Root: root, ListenAPI: "127.0.0.1:0", ListenHealth: "127.0.0.1:0",
-			ListenMQTT: "127.0.0.1:0", LogOutput: io.Discard, Ready: func(i agent.Info) { ready <- i }})
-	}()
-	var info agent.Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	info, stop := agenttest.Start(t, root)
 	up := *e
 	up.Data = Data{}
 	up.AgentPID, up.APIAddr, up.Binary = os.Getpid(), info.API, e.Binary
@@ -238,8 +225,7 @@ func TestLiveAgent(t *testing.T) {
 			t.Errorf("agent up: %s = %s %q %q; want pass", check, r.Status, r.Message, r.Remedy)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	down := *e

@@ -2,7 +2,6 @@ package elevate_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -13,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"warden/agent"
+	"warden/agent/agenttest"
 	"warden/audit"
 	"warden/state"
 	"warden/testuser"
@@ -79,30 +78,11 @@ func startAgent(t *testing.T) *testAgent {
 		t.Skip("end-to-end: needs root (creates users, runs an agent as root)")
 	}
 	root := filepath.Join(openDir(t), "root")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan agent.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Options{Root: root, ListenAPI: "127.0.0.1:0", ListenHealth: "127.0.0.1:0",
-			ListenMQTT: "127.0.0.1:0", LogOutput: io.Discard, Ready: func(i agent.Info) { ready <- i }})
-	}()
-	var once sync.Once
+	info, stopAgent := agenttest.Start(t, root)
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("agent: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	var info agent.Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatalf("agent did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent did not start within 30 s")
+		if err := stopAgent(); err != nil {
+			t.Errorf("agent: %v", err)
+		}
 	}
 	return &testAgent{root: root, info: info, api: adminHTTP(t, root), stop: stop}
 }

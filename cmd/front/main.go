@@ -47,9 +47,7 @@ func main() {
 // CLI: flags stop at the first argument that is not one, or after "--".
 // ok is false for any other line.
 func parseElevate(args []string) (root string, o client.ElevateOptions, ok bool) {
-	root = ""
-	rootSet := false
-	sub := false
+	var rootSet, sub bool // --root given; "elevate" seen
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		name, value, hasValue := strings.Cut(a, "=")

@@ -90,6 +90,10 @@ func drive(s *server, reqs [][]byte, conns int) result {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var wg sync.WaitGroup
+	var lean []*leanConn
+	if *leanFlag {
+		lean = s.leanConns(conns)
+	}
 	c0 := sample(s.pid())
 	stop := time.Now().Add(*runFor)
 	t0 := time.Now()
@@ -97,18 +101,38 @@ func drive(s *server, reqs [][]byte, conns int) result {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			var mine []time.Duration
-			for i := c; time.Now().Before(stop); i += conns {
-				body := s.body(reqs[i%len(reqs)])
+			mine := make([]time.Duration, 0, 4096)
+			var buf []byte
+			for i := c; ; i += conns {
 				t := time.Now()
-				resp, err := s.client.Post(s.url, "application/json", bytes.NewReader(body))
-				check(err)
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					fail("%s: status %d", s.name, resp.StatusCode)
+				if !t.Before(stop) {
+					break
 				}
-				mine = append(mine, time.Since(t))
+				k := i % len(reqs)
+				var status int
+				var body []byte
+				if lean != nil {
+					var err error
+					status, body, err = lean[c].do(s.wire[k], buf)
+					if err != nil {
+						fail("%s: %v", s.name, err)
+					}
+					buf = body
+				} else {
+					resp, err := s.client.Post(s.url, "application/json", bytes.NewReader(s.body(reqs[k])))
+					check(err)
+					body, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				d := time.Since(t)
+				if status != 200 {
+					fail("%s: status %d: %s", s.name, status, body)
+				}
+				if !answerIs(body, s.want[k], s.answer) {
+					fail("%s: answer to %s is %s, want %q", s.name, reqs[k], body, s.want[k])
+				}
+				mine = append(mine, d)
 			}
 			mu.Lock()
 			lat = append(lat, mine...)

@@ -37,6 +37,32 @@ type server struct {
 	answer func(resp []byte) string
 	pid    func() int // the server process, for its CPU time
 	proto  string     // the HTTP version it answered with
+
+	tls   *tls.Config // for the lean client's connections
+	conns []*leanConn // the lean client's, kept from run to run
+	wire  [][]byte    // the lean client's request bytes, by request
+	want  []string    // the answer to each request, "decision policy"
+}
+
+// prepare builds the lean client's request bytes for reqs and records
+// want, the answers they must get.
+func (s *server) prepare(reqs [][]byte, want []string) {
+	s.wire = make([][]byte, len(reqs))
+	for i, r := range reqs {
+		s.wire[i] = leanRequest(s.url, s.body(r))
+	}
+	s.want = want
+}
+
+// leanConns returns n connections, dialing the missing ones (before the
+// clock starts: no handshake is measured).
+func (s *server) leanConns(n int) []*leanConn {
+	for len(s.conns) < n {
+		c, err := dialLean(s.url, s.tls)
+		check(err)
+		s.conns = append(s.conns, c)
+	}
+	return s.conns[:n]
 }
 
 func (s *server) decide(req []byte) string {
@@ -131,7 +157,7 @@ func startWarden(dir string, docs map[string][]byte, name, bin string) *server {
 	cfg, err := a.AdminTLS()
 	check(err)
 	return &server{name: name, url: "https://" + a.API + "/api/v1/evaluate",
-		client: client(cfg), pid: a.Pid,
+		client: client(cfg), tls: cfg, pid: a.Pid,
 		body: func(r []byte) []byte { return r },
 		answer: func(b []byte) string {
 			var a struct{ Decision, Policy string }
@@ -161,9 +187,10 @@ func startOPA(dir string, docs map[string][]byte) *server {
 	exitMu.Lock()
 	onExit = append(onExit, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
 	exitMu.Unlock()
+	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	s := &server{name: "OPA", url: "https://" + addr + "/v1/data/warden/decision",
 		pid:    func() int { return cmd.Process.Pid },
-		client: client(&tls.Config{RootCAs: pool, ServerName: "localhost"}),
+		client: client(cfg), tls: cfg,
 		body: func(r []byte) []byte {
 			return append(append([]byte(`{"input": `), r...), '}')
 		},

@@ -49,15 +49,22 @@ func ValidateEach(ctx context.Context, files []File) (docs []*Document, errs []e
 		}
 	}
 	defer relaxGC(len(todo))()
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	// Batches of batchSize, smaller when there are too few documents to
+	// keep every worker busy.
+	size := int64(min(batchSize, (len(todo)+workers-1)/max(workers, 1)))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := int(next.Add(1) - 1); k < len(todo) && ctx.Err() == nil; k = int(next.Add(1) - 1) {
-				j := todo[k]
-				docs[j], errs[j] = validate(files[j].Name, files[j].Data, sums[j])
+			for ctx.Err() == nil {
+				k := int(next.Add(size) - size)
+				if k >= len(todo) {
+					return
+				}
+				validateBatch(files, sums, todo[k:min(k+int(size), len(todo))], docs, errs)
 			}
 		}()
 	}

@@ -116,6 +116,7 @@ func Source() []byte {
 type validator struct {
 	ctx   *cue.Context
 	defs  map[string]cue.Value
+	lists map[string]cue.Value // [...#Kind], for validateBatch
 	manif cue.Value
 }
 
@@ -125,9 +126,10 @@ func newValidator() *validator {
 	if err := root.Err(); err != nil {
 		panic("schema: embedded CUE does not compile: " + err.Error())
 	}
-	v := &validator{ctx: ctx, defs: map[string]cue.Value{}}
+	v := &validator{ctx: ctx, defs: map[string]cue.Value{}, lists: map[string]cue.Value{}}
 	for _, k := range Kinds {
 		v.defs[k] = root.LookupPath(cue.ParsePath("#" + k))
+		v.lists[k] = ctx.CompileString("[...#"+k+"]", cue.Scope(root))
 	}
 	v.manif = root.LookupPath(cue.ParsePath("#Manifest"))
 	return v
@@ -175,12 +177,32 @@ func validate(name string, data []byte, sum [32]byte) (*Document, error) {
 	if d := cache.get(sum); d != nil {
 		return d, nil
 	}
+	p, err := parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	evaluations.Add(1)
+	v := borrow()
+	defer giveBack(v)
+	return v.validateOne(name, data, sum, p)
+}
+
+// parsed is a document that parses as JSON and names a known kind: what
+// reaches CUE.
+type parsed struct {
+	kind, id string
+	tree     any
+}
+
+// parse reads data as JSON (precheck, jsonTree) and finds its kind; its
+// errors are Validate's for input that never reaches CUE.
+func parse(name string, data []byte) (parsed, error) {
 	if err := precheck(data); err != nil {
-		return nil, Errors{{File: name, Msg: err.Error()}}
+		return parsed{}, Errors{{File: name, Msg: err.Error()}}
 	}
 	tree, err := jsonTree(data)
 	if err != nil {
-		return nil, Errors{{File: name, Msg: jsonError(data, err)}}
+		return parsed{}, Errors{{File: name, Msg: jsonError(data, err)}}
 	}
 	obj, _ := tree.(map[string]any)
 	kind, hasKind := obj["kind"]
@@ -191,18 +213,27 @@ func validate(name string, data []byte, sum [32]byte) (*Document, error) {
 		}
 	}
 	if def == "" {
-		return nil, Errors{{File: name, Path: "kind", Msg: fmt.Sprintf("invalid value %s (must be one of %s)", kindText(kind, hasKind), strings.Join(Kinds, ", "))}}
+		return parsed{}, Errors{{File: name, Path: "kind", Msg: fmt.Sprintf("invalid value %s (must be one of %s)", kindText(kind, hasKind), strings.Join(Kinds, ", "))}}
 	}
-	evaluations.Add(1)
-	v := borrow()
-	defer giveBack(v)
-	val, err := v.unify(name, tree, v.defs[def])
+	id, _ := obj["id"].(string)
+	return parsed{kind: def, id: id, tree: tree}, nil
+}
+
+// validateOne checks one parsed document against the schema of its kind.
+func (v *validator) validateOne(name string, data []byte, sum [32]byte, p parsed) (*Document, error) {
+	val, err := v.unify(name, p.tree, v.defs[p.kind])
 	if err != nil {
 		return nil, err
 	}
-	id, _ := obj["id"].(string)
-	d := &Document{Kind: def, ID: id, Raw: append(json.RawMessage(nil), data...), Hash: sum}
-	if d.Spec, err = decodeSpec(def, data, val); err != nil {
+	return accept(name, data, sum, p, val)
+}
+
+// accept finishes a document that CUE accepted as val: its typed spec,
+// the rules checked in Go, and the cache.
+func accept(name string, data []byte, sum [32]byte, p parsed, val cue.Value) (*Document, error) {
+	d := &Document{Kind: p.kind, ID: p.id, Raw: append(json.RawMessage(nil), data...), Hash: sum}
+	var err error
+	if d.Spec, err = decodeSpec(p.kind, data, val); err != nil {
 		return nil, Errors{{File: name, Path: "spec", Msg: err.Error()}}
 	}
 	if j := d.Job(); j != nil {

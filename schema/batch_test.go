@@ -1,0 +1,127 @@
+package schema
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// corpus returns every document the schema tests know: the DESIGN.md
+// examples, the spec cases, the fixtures, the fuzz corpora, and
+// generated policies, valid and broken.
+func corpus(t *testing.T) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, d := range designExamples {
+		out = append(out, []byte(d))
+	}
+	for _, d := range specCases {
+		out = append(out, []byte(d))
+	}
+	fixtures, err := filepath.Glob("../fixtures/desired/*/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../fixtures/desired/*.json")
+	seeds, _ := filepath.Glob("testdata/fuzz/*/*")
+	for _, p := range append(append(fixtures, more...), seeds...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p, "testdata/fuzz") {
+			out = append(out, data)
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			if q, ok := strings.CutPrefix(line, "[]byte("); ok {
+				s, err := strconv.Unquote(strings.TrimSuffix(q, ")"))
+				if err != nil {
+					t.Fatalf("%s: %v", p, err)
+				}
+				out = append(out, []byte(s))
+			}
+		}
+	}
+	for i := range 100 {
+		doc := string(policyDoc(5_000_000 + i))
+		switch i % 5 {
+		case 1:
+			doc = strings.Replace(doc, `"enforce"`, `"on"`, 1)
+		case 3:
+			doc = strings.Replace(doc, `"durationSeconds": 900`, `"durationSeconds": 9`, 1)
+		}
+		out = append(out, []byte(doc))
+	}
+	if len(out) < 150 {
+		t.Fatalf("corpus has only %d documents", len(out))
+	}
+	return out
+}
+
+// answer renders Validate's answer for a document: the document (key, spec
+// and raw bytes) or the whole error.
+func answer(d *Document, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	spec, _ := json.Marshal(d.Spec)
+	return fmt.Sprintf("%s %s raw=%t", d.Key(), spec, d.Raw != nil)
+}
+
+// TestBatchAgreesWithValidate: ValidateEach, which checks documents in
+// batches of one CUE evaluation and falls back to one evaluation each
+// when a batch fails, answers every document exactly as Validate does on
+// its own, error messages included, whether its batches pass or fail.
+func TestBatchAgreesWithValidate(t *testing.T) {
+	docs := corpus(t)
+	files := make([]File, len(docs))
+	want := make([]string, len(docs))
+	var valid []int
+	for i, d := range docs {
+		files[i] = File{Name: fmt.Sprintf("dir/f%d.json", i), Data: d}
+		resetCache()
+		doc, err := Validate(files[i].Name, d)
+		want[i] = answer(doc, err)
+		if err == nil {
+			valid = append(valid, i)
+		}
+	}
+	if len(valid) < 50 || len(valid) == len(docs) {
+		t.Fatalf("%d of %d documents valid: the corpus needs both", len(valid), len(docs))
+	}
+	check := func(t *testing.T, idx []int) {
+		t.Helper()
+		fs := make([]File, len(idx))
+		for k, i := range idx {
+			fs[k] = files[i]
+		}
+		resetCache()
+		got, errs, err := ValidateEach(context.Background(), fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, i := range idx {
+			if a := answer(got[k], errs[k]); a != want[i] {
+				t.Errorf("%s (%.60q):\n got %s\nwant %s", files[i].Name, docs[i], a, want[i])
+			}
+		}
+	}
+	all := make([]int, len(docs))
+	for i := range all {
+		all[i] = i
+	}
+	t.Run("mixed", func(t *testing.T) { check(t, all) })
+	t.Run("valid only", func(t *testing.T) {
+		before := batchAccepted.Load()
+		check(t, valid)
+		if batchAccepted.Load() == before {
+			t.Fatal("no batch passed: the batched path was not tested")
+		}
+	})
+}

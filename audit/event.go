@@ -104,13 +104,21 @@ type Event struct {
 }
 
 // canonical is the event's JSON with Hash empty: the bytes its hash covers.
-// encoding/json writes struct fields in declaration order and map keys
-// sorted, so the same event always gives the same bytes.
+// They are what encoding/json's Marshal writes (struct fields in
+// declaration order, map keys sorted), so the same event always gives the
+// same bytes; appendCanonical writes them without reflection.
 func (e *Event) canonical() []byte {
+	return e.appendCanonical(make([]byte, 0, 1024))
+}
+
+func (e *Event) appendCanonical(dst []byte) []byte {
 	c := *e
 	c.Hash = ""
+	if b, ok := appendCanonical(dst, &c); ok {
+		return b
+	}
 	b, _ := json.Marshal(&c)
-	return b
+	return append(dst, b...)
 }
 
 // computeHash returns SHA-256 over the canonical event, hex.
@@ -119,20 +127,18 @@ func (e *Event) computeHash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// seal sets e.Hash and returns the event's stored JSON, marshalling once:
-// hash is the last field, so the stored form is the canonical form with
-// the empty hash filled in.
+// seal sets e.Hash and returns the event's stored JSON: hash is the last
+// field, so the stored form is the canonical form with the empty hash
+// filled in, written in place in one buffer.
 func (e *Event) seal() []byte {
-	c := e.canonical()
+	const tail = `"hash":""}`
+	c := e.appendCanonical(make([]byte, 0, 1024))
 	sum := sha256.Sum256(c)
 	e.Hash = hex.EncodeToString(sum[:])
-	const tail = `"hash":""}`
 	if !bytes.HasSuffix(c, []byte(tail)) {
 		b, _ := json.Marshal(e) // not reached while Hash is the last field
 		return b
 	}
-	out := make([]byte, 0, len(c)+len(e.Hash))
-	out = append(out, c[:len(c)-2]...)
-	out = append(out, e.Hash...)
-	return append(out, `"}`...)
+	c = append(c[:len(c)-2], e.Hash...)
+	return append(c, `"}`...)
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The lean client against Go's own HTTPS server: the bytes it builds are
@@ -88,5 +91,32 @@ func TestAnswerIs(t *testing.T) {
 				t.Errorf("answerIs(%s, %q) = %v, want %v", tt.body, tt.want, got, tt.is)
 			}
 		})
+	}
+}
+
+// The floor server answers the lean client's request with its fixed body.
+func TestFloorServer(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(dir, "floor")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort())
+	go serveFloor(addr, certFile, keyFile)
+	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	var c *leanConn
+	var err error
+	for range 100 {
+		if c, err = dialLean("https://"+addr+"/", cfg); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.c.Close()
+	for range 2 {
+		status, body, err := c.do(leanRequest("https://"+addr+"/", []byte(`{"user": "u"}`)), nil)
+		if err != nil || status != 200 || string(body) != floorAnswer {
+			t.Fatalf("status %d, body %q, err %v; want 200 %s", status, body, err, floorAnswer)
+		}
 	}
 }

@@ -129,7 +129,7 @@ func drive(s *server, reqs [][]byte, conns int) result {
 				if status != 200 {
 					fail("%s: status %d: %s", s.name, status, body)
 				}
-				if !answerIs(body, s.want[k], s.answer) {
+				if !s.floor && !answerIs(body, s.want[k], s.answer) {
 					fail("%s: answer to %s is %s, want %q", s.name, reqs[k], body, s.want[k])
 				}
 				mine = append(mine, d)

@@ -57,11 +57,16 @@ var (
 	runs      = flag.Int("runs", 5, "runs of each server at each level, alternating")
 	baseline  = flag.String("baseline", "", "a second warden binary driven in the same runs (before/after a change)")
 	h2        = flag.Bool("h2", false, "let the client speak HTTP/2 to a server that offers it (ALPN); default HTTP/1.1 to both")
+	floorFlag = flag.Bool("floor", false, "drive a third server in the same runs: Go's net/http HTTPS server answering a fixed body, deciding nothing (floor.go)")
 	leanFlag  = flag.Bool("lean", true, "drive with the lean client (pre-built requests over tls.Conn, reads status, Content-Length and body); false: net/http's client")
 	mix       = flag.String("mix", "synthetic", "synthetic: policytest's policies and requests (those of the in-process comparison); tools: dev-tools-like policies with requests that match their group")
 )
 
 func main() {
+	if len(os.Args) == 5 && os.Args[1] == floorArg {
+		serveFloor(os.Args[2], os.Args[3], os.Args[4])
+		return
+	}
 	flag.Parse()
 	levels := parseLevels(*connList)
 	var budgets []time.Duration
@@ -81,6 +86,11 @@ func main() {
 	if *baseline != "" {
 		servers = append(servers, startWarden(dir, docs, "baseline", *baseline))
 	}
+	if *floorFlag {
+		f := startFloor(dir)
+		f.decide(reqs[0])
+		servers = append(servers, f)
+	}
 	o := startOPA(dir, docs)
 	servers = append(servers, o)
 	defer stopAll()
@@ -91,6 +101,9 @@ func main() {
 	for i, r := range reqs {
 		want[i] = o.decide(r)
 		for _, s := range servers[:len(servers)-1] {
+			if s.floor {
+				continue
+			}
 			if d := s.decide(r); d != want[i] {
 				fail("%s and OPA disagree on %s: %q vs %q", s.name, r, d, want[i])
 			}

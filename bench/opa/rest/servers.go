@@ -42,6 +42,7 @@ type server struct {
 	conns []*leanConn // the lean client's, kept from run to run
 	wire  [][]byte    // the lean client's request bytes, by request
 	want  []string    // the answer to each request, "decision policy"
+	floor bool        // decides nothing: its answers are not checked
 }
 
 // prepare builds the lean client's request bytes for reqs and records
@@ -177,7 +178,7 @@ func startOPA(dir string, docs map[string][]byte) *server {
 	check(err)
 	regoFile := filepath.Join(dir, "warden.rego")
 	check(os.WriteFile(regoFile, []byte(module), 0o644))
-	certFile, keyFile, pool := selfSigned(dir)
+	certFile, keyFile, pool := selfSigned(dir, "opa")
 	port := freePort()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(*opaBin, "run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check",
@@ -233,8 +234,10 @@ func client(cfg *tls.Config) *http.Client {
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, ForceAttemptHTTP2: *h2}}
 }
 
-// selfSigned writes a certificate for localhost/127.0.0.1 for OPA's TLS.
-func selfSigned(dir string) (certFile, keyFile string, pool *x509.CertPool) {
+// selfSigned writes a certificate for localhost/127.0.0.1, for a server
+// other than warden (which has its own), as dir/name.pem and
+// dir/name-key.pem.
+func selfSigned(dir, name string) (certFile, keyFile string, pool *x509.CertPool) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	check(err)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
@@ -245,7 +248,7 @@ func selfSigned(dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	check(err)
 	kder, err := x509.MarshalECPrivateKey(key)
 	check(err)
-	certFile, keyFile = filepath.Join(dir, "opa.pem"), filepath.Join(dir, "opa-key.pem")
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
 	check(os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	check(os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
 	cert, err := x509.ParseCertificate(der)

@@ -122,6 +122,21 @@ func DecodeRequest(r io.Reader) (*Request, error) {
 	if len(data) > MaxRequestSize {
 		return nil, ErrRequestTooLarge
 	}
+	req, ok := decodeFast(data)
+	if !ok {
+		if req, err = decodeJSON(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// decodeJSON decodes a request with encoding/json, strictly (no unknown
+// field, nothing after the object), its errors naming the field.
+func decodeJSON(data []byte) (*Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var req Request
@@ -130,9 +145,6 @@ func DecodeRequest(r io.Reader) (*Request, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, reqErr("", "unexpected data after the JSON object")
-	}
-	if err := req.Validate(); err != nil {
-		return nil, err
 	}
 	return &req, nil
 }

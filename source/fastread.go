@@ -1,11 +1,14 @@
 package source
 
 import (
+	"bufio"
 	"bytes"
-	"compress/gzip"
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"path/filepath"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ReadBundleBytes is ReadBundle of a bundle held in memory. A plain bundle
@@ -19,6 +22,20 @@ func ReadBundleBytes(data []byte) (*Bundle, error) {
 		return b, nil
 	}
 	return ReadBundle(bytes.NewReader(data))
+}
+
+// readHashed is ReadBundleBytes that also returns the SHA-256 of every
+// file of the bundle by path (what hashFiles returns): the fast reader
+// hashes the files on another core as it reads them.
+func readHashed(data []byte) (*Bundle, map[string][32]byte, error) {
+	if b, sums, ok := readFast(data, true); ok {
+		return b, sums, nil
+	}
+	b, err := ReadBundle(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, hashFiles(b), nil
 }
 
 // tar header layout (POSIX USTAR).
@@ -42,64 +59,93 @@ var numericFields = [][2]int{{100, 8}, {108, 8}, {116, 8}, {124, 12}, {136, 12},
 // and folders ('5'), and everything ReadBundle then checks (names, kinds,
 // limits, duplicates) passing. ok is false for anything else, including
 // every bundle ReadBundle refuses: the caller then reads it with ReadBundle,
-// for its answer and its error. File contents are slices of one buffer.
+// for its answer and its error.
 func readBundleFast(data []byte) (b *Bundle, ok bool) {
+	b, _, ok = readFast(data, false)
+	return b, ok
+}
+
+// readWindow is how much of the tar stream readFast holds at a time: the
+// stream is read through it, never held whole (a 10,000-file bundle
+// unpacks to about 10 MB, mostly headers and padding; fresh memory of
+// that size costs more to fault in than to fill).
+const readWindow = 64 << 10
+
+// hashBatch is how many files the reader hands the hasher at a time.
+const hashBatch = 128
+
+// readFast is readBundleFast streaming: each file's bytes are copied out
+// of the window into a slice of their own. With hash, the files are also
+// hashed, on another goroutine, as they are read.
+func readFast(data []byte, hash bool) (b *Bundle, sums map[string][32]byte, ok bool) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	var out bytes.Buffer
-	// The gzip trailer's length of the data (modulo 2^32) sizes the buffer
-	// at once; only a hint, the stream says how long it really is. Deflate
-	// expands at most about 1,032 times, so a larger claim is not believed.
-	hint := 16 * len(data)
+	lr := &io.LimitedReader{R: zr, N: MaxUncompressed + 1}
+	br := bufio.NewReaderSize(lr, readWindow)
+	// The gzip trailer's length of the data (modulo 2^32) sizes the map;
+	// only a hint: about one file per 1 KiB of tar.
+	hint := 0
 	if len(data) >= 4 {
-		if isize := int(binary.LittleEndian.Uint32(data[len(data)-4:])); isize <= 1032*len(data) {
-			hint = max(hint, isize)
-		}
+		hint = min(int(binary.LittleEndian.Uint32(data[len(data)-4:]))/(2*blockSize), MaxFiles)
 	}
-	out.Grow(min(MaxUncompressed+1, hint+blockSize))
-	n, err := io.Copy(&out, io.LimitReader(zr, MaxUncompressed+1))
-	if err != nil || n > MaxUncompressed {
-		return nil, false
+	b = &Bundle{Files: make(map[string][]byte, hint)}
+	var h *hasher
+	if hash {
+		h = startHasher(hint)
+		defer func() {
+			if sums = h.wait(); !ok {
+				sums = nil
+			}
+		}()
 	}
-	buf := out.Bytes()
-	b = &Bundle{Files: map[string][]byte{}}
 	files, folders := 0, 0
-	for off := 0; off < len(buf); {
-		if len(buf)-off < blockSize {
-			return nil, false
+	for {
+		hdr, err := br.Peek(blockSize)
+		if len(hdr) < blockSize {
+			// The stream ended at a header boundary, as archive/tar allows.
+			return b, nil, len(hdr) == 0 && err == io.EOF && lr.N > 0
 		}
-		hdr := buf[off : off+blockSize]
 		if allZero(hdr) {
 			// The end: a second zero block, or nothing after the first.
-			rest := buf[off+blockSize:]
-			if len(rest) == 0 || len(rest) >= blockSize && allZero(rest[:blockSize]) {
-				return b, true
+			br.Discard(blockSize)
+			rest, err := br.Peek(blockSize)
+			if len(rest) == 0 && err == io.EOF {
+				return b, nil, lr.N > 0
 			}
-			return nil, false
+			if len(rest) < blockSize || !allZero(rest) {
+				return nil, nil, false
+			}
+			// Read to the end of the gzip stream, as ReadBundle does: that
+			// checks its CRC, its length and the limit.
+			if _, err := io.Copy(io.Discard, br); err != nil || lr.N == 0 {
+				return nil, nil, false
+			}
+			return b, nil, true
 		}
 		size, ok := plainHeader(hdr)
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
 		name := cstring(hdr[:100])
+		typ := hdr[offType]
+		br.Discard(blockSize)
 		if !filepath.IsLocal(name) {
-			return nil, false
+			return nil, nil, false
 		}
 		clean, err := cleanName(name)
 		if err != nil {
-			return nil, false
+			return nil, nil, false
 		}
-		off += blockSize
-		if hdr[offType] == '5' {
+		if typ == '5' {
 			if folders++; folders > MaxFolders {
-				return nil, false
+				return nil, nil, false
 			}
 			continue // a folder has no data, whatever its size says
 		}
 		if clean == "" {
-			return nil, false
+			return nil, nil, false
 		}
 		limit := int64(MaxEntrySize)
 		if clean == ManifestFile {
@@ -109,17 +155,72 @@ func readBundleFast(data []byte) (b *Bundle, ok bool) {
 		if !envelope {
 			files++
 		}
-		end := int64(off) + size
-		padded := end + (-size & (blockSize - 1))
-		if size > limit || files > MaxFiles || padded > int64(len(buf)) {
-			return nil, false
+		if size > limit || files > MaxFiles {
+			return nil, nil, false
 		}
-		if b.put(clean, buf[off:end:end]) != nil {
-			return nil, false
+		body := make([]byte, size)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return nil, nil, false
 		}
-		off = int(padded)
+		if pad := int(-size & (blockSize - 1)); pad > 0 {
+			if n, _ := br.Discard(pad); n != pad {
+				return nil, nil, false
+			}
+		}
+		if b.put(clean, body) != nil {
+			return nil, nil, false
+		}
+		if h != nil && !envelope {
+			h.add(clean, body)
+		}
 	}
-	return b, true // the stream ended at a header boundary, as archive/tar allows
+}
+
+// hasher computes the SHA-256 of files handed to it in batches, on a
+// goroutine of its own.
+type hasher struct {
+	batch []hashed
+	in    chan []hashed
+	out   chan map[string][32]byte
+}
+
+type hashed struct {
+	path string
+	data []byte
+}
+
+func startHasher(hint int) *hasher {
+	h := &hasher{in: make(chan []hashed, 4), out: make(chan map[string][32]byte, 1)}
+	go func() {
+		sums := make(map[string][32]byte, hint)
+		for batch := range h.in {
+			for _, f := range batch {
+				sums[f.path] = sha256.Sum256(f.data)
+			}
+		}
+		h.out <- sums
+	}()
+	return h
+}
+
+func (h *hasher) add(path string, data []byte) {
+	if h.batch == nil {
+		h.batch = make([]hashed, 0, hashBatch)
+	}
+	h.batch = append(h.batch, hashed{path, data})
+	if len(h.batch) == hashBatch {
+		h.in <- h.batch
+		h.batch = nil
+	}
+}
+
+// wait hands over the last batch and returns every sum.
+func (h *hasher) wait() map[string][32]byte {
+	if len(h.batch) > 0 {
+		h.in <- h.batch
+	}
+	close(h.in)
+	return <-h.out
 }
 
 // plainHeader checks a header block is one readBundleFast reads: USTAR
@@ -127,7 +228,7 @@ func readBundleFast(data []byte) (b *Bundle, ok bool) {
 // no prefix (nor anything else after the device numbers). It returns the
 // size field.
 func plainHeader(hdr []byte) (size int64, ok bool) {
-	if string(hdr[offMagic:offMagic+8]) != magicUstar || !allZero(hdr[offPrefix:]) {
+	if string(hdr[offMagic:offMagic+8]) != magicUstar || string(hdr[offPrefix:]) != zeroTail {
 		return 0, false
 	}
 	if t := hdr[offType]; t != '0' && t != '5' {
@@ -145,6 +246,9 @@ func plainHeader(hdr []byte) (size int64, ok bool) {
 	size, _ = octal(hdr[offSize : offSize+12])
 	return size, true
 }
+
+// zeroTail is what a plain header holds after the device numbers.
+var zeroTail = string(make([]byte, blockSize-offPrefix))
 
 // octal parses a numeric field as archive/tar does for plain octal (spaces
 // and NULs trimmed on both sides, then octal digits); base-256 and

@@ -92,15 +92,15 @@ func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string
 // apply returns the verified bundle (as far as it got) with any error.
 func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string) (state.Meta, *Verified, error) {
 	start := time.Now()
-	b, err := ReadBundleBytes(data)
+	// The files are hashed on another core as they are read; the hashes are
+	// compared with the manifest only once it is trusted.
+	b, sums, err := readHashed(data)
 	read := time.Since(start)
 	if err != nil {
 		return state.Meta{}, nil, err
 	}
-	// Hash every file on another core while the signature is checked; the
-	// hashes are compared with the manifest only once it is trusted.
 	hashed := make(chan map[string][32]byte, 1)
-	go func() { hashed <- hashFiles(b) }()
+	hashed <- sums
 	trust, err := LoadTrust(p.trustDir)
 	if err != nil {
 		return state.Meta{}, nil, err

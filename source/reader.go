@@ -132,7 +132,15 @@ func ReadBundle(r io.Reader) (*Bundle, error) {
 }
 
 func (b *Bundle) put(name string, data []byte) error {
-	slot := map[string]*[]byte{ManifestFile: &b.Manifest, SignatureFile: &b.Signature, SignerFile: &b.Signer}[name]
+	var slot *[]byte
+	switch name {
+	case ManifestFile:
+		slot = &b.Manifest
+	case SignatureFile:
+		slot = &b.Signature
+	case SignerFile:
+		slot = &b.Signer
+	}
 	if slot != nil {
 		if *slot != nil {
 			return fmt.Errorf("%s: %w", name, ErrDuplicate)

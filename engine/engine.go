@@ -103,7 +103,9 @@ func New(opts Options) (*Engine, error) {
 // with half a policy set.
 func (e *Engine) load() error {
 	sn := e.opts.Store.Current()
-	ix, err := policy.Compile(sn.OfKind(schema.KindPolicy))
+	// From the index in force: the unchanged policies are neither compiled
+	// nor (when their anchors stay) indexed again.
+	ix, err := policy.Recompile(e.index.Load(), sn.OfKind(schema.KindPolicy))
 	if err != nil {
 		return fmt.Errorf("compile policies of generation %d: %w", sn.Meta.Generation, err)
 	}

@@ -76,6 +76,11 @@ type Index struct {
 	policies []*compiled // every policy but those off, by id
 	off      []*compiled // policies with status off, kept for explanations
 	buckets  [4]bucket   // by action
+
+	// src and per are what the index was compiled from, and each one's
+	// compiled policy (nil where none): Recompile's memory.
+	src []*schema.Document
+	per []*compiled
 }
 
 // bucket indexes the policies of one action by where a request can be
@@ -128,55 +133,60 @@ func (ix *Index) Len() int { return len(ix.policies) + len(ix.off) }
 // cannot read, or a redirect control without redirect.to: a generation that
 // does not compile should not replace the one running. The error is a
 // schema.Errors, one Issue per broken rule.
-func Compile(docs []*schema.Document) (*Index, error) {
-	all, errs := compileAll(docs)
-	if errs != nil {
-		return nil, errs
-	}
-	ix := &Index{}
-	for i := range ix.buckets {
-		ix.buckets[i].sha = map[string][]int32{}
-	}
-	slices.SortFunc(all, func(a, b *compiled) int { return strings.Compare(a.id, b.id) })
-	for _, p := range all {
-		if p.status == StatusOff {
-			ix.off = append(ix.off, p)
-			continue
-		}
-		ix.add(p)
-	}
-	return ix, nil
-}
+func Compile(docs []*schema.Document) (*Index, error) { return Recompile(nil, docs) }
 
 // Check fails exactly where Compile would, with the same errors, without
 // building the index: what a source asks before it commits a generation
 // (the engine builds the index once the generation is applied). Policies
 // compiled before, by either, come from the memo.
 func Check(docs []*schema.Document) error {
-	if _, errs := compileAll(docs); errs != nil {
+	if _, _, errs := compileAll(docs, nil); errs != nil {
 		return errs
 	}
 	return nil
 }
 
-// compileAll compiles each policy of docs (through the memo), or returns
-// every broken rule.
-func compileAll(docs []*schema.Document) ([]*compiled, schema.Errors) {
-	var errs schema.Errors
-	seen := make(map[string]bool, len(docs))
-	all := make([]*compiled, 0, len(docs))
-	known := memoized(docs)
+// compileAll compiles each policy of docs, or returns every broken rule.
+// per holds, for each of docs, its compiled policy (nil for one that is
+// not indexed). A document that is prev's at the same place (the same
+// *schema.Document, as the validation cache and the store hand out for an
+// unchanged one) takes prev's compiled policy; the others come from the
+// memo or are compiled.
+func compileAll(docs []*schema.Document, prev *Index) (all, per []*compiled, errs schema.Errors) {
+	all = make([]*compiled, 0, len(docs))
+	per = make([]*compiled, len(docs))
+	known := make([]*compiled, len(docs))
+	var lookup []int
+	for i, d := range docs {
+		if prev != nil && i < len(prev.src) && prev.src[i] == d && prev.per[i] != nil {
+			known[i] = prev.per[i]
+		} else {
+			lookup = append(lookup, i)
+		}
+	}
+	memoized(docs, lookup, known)
+	// Ids in strictly ascending order (a generation's policies are sorted
+	// by id) cannot repeat; otherwise a set finds the duplicates.
+	var seen map[string]bool
+	for i := 1; i < len(docs); i++ {
+		if docs[i-1].ID >= docs[i].ID {
+			seen = make(map[string]bool, len(docs))
+			break
+		}
+	}
 	for i, d := range docs {
 		spec := d.Policy()
 		if spec == nil {
 			errs = append(errs, schema.Issue{File: d.Key(), Msg: "not a Policy document"})
 			continue
 		}
-		if seen[d.ID] {
-			errs = append(errs, schema.Issue{File: PolicyFile(d.ID), Path: "id", Msg: "duplicate id"})
-			continue
+		if seen != nil {
+			if seen[d.ID] {
+				errs = append(errs, schema.Issue{File: PolicyFile(d.ID), Path: "id", Msg: "duplicate id"})
+				continue
+			}
+			seen[d.ID] = true
 		}
-		seen[d.ID] = true
 		if spec.Type == "LeastPrivilege" && spec.LeastPrivilege != nil {
 			// It governs the machine's admin groups (reconcile's groups
 			// controller), not requests: its deny must not refuse every
@@ -192,37 +202,68 @@ func compileAll(docs []*schema.Document) ([]*compiled, schema.Errors) {
 			}
 		}
 		all = append(all, p)
+		per[i] = p
 	}
-	return all, errs
+	return all, per, errs
 }
 
 func (ix *Index) add(p *compiled) {
 	i := int32(len(ix.policies))
 	ix.policies = append(ix.policies, p)
-	a := ActionOf[p.typ]
-	b := &ix.buckets[actionIndex[a]]
+	b := &ix.buckets[actionIndex[ActionOf[p.typ]]]
 	b.all = append(b.all, i)
-	fileAccess := a == ActionFileAccess
+	for _, a := range placement(p) {
+		switch a.where {
+		case inTarget:
+			b.target.insert(a.key, i)
+		case inApp:
+			b.app.insert(a.key, i)
+		case inSHA:
+			b.sha[a.key] = append(b.sha[a.key], i)
+		case inAny:
+			b.any = append(b.any, i)
+		}
+	}
+}
+
+// anchor is one place of a policy in its action's bucket.
+type anchor struct {
+	where int // inTarget, inApp, inSHA, inAny
+	key   string
+}
+
+const (
+	inTarget = iota
+	inApp
+	inSHA
+	inAny
+)
+
+// placement is where add puts p in its action's bucket, in order.
+func placement(p *compiled) []anchor {
+	var out []anchor
+	fileAccess := ActionOf[p.typ] == ActionFileAccess
 	switch {
 	case fileAccess && len(p.folders) > 0:
 		for _, f := range p.folders {
-			b.target.insert(f.self.prefix, i)
+			out = append(out, anchor{inTarget, f.self.prefix})
 		}
 	case len(p.apps) > 0 && appsAnchored(p.apps):
 		for _, m := range p.apps {
 			if m.path != nil {
-				b.app.insert(m.path.prefix, i)
+				out = append(out, anchor{inApp, m.path.prefix})
 			} else {
-				b.sha[m.sha256] = append(b.sha[m.sha256], i)
+				out = append(out, anchor{inSHA, m.sha256})
 			}
 		}
 	case !fileAccess && len(p.folders) > 0:
 		for _, f := range p.folders {
-			b.app.insert(f.self.prefix, i)
+			out = append(out, anchor{inApp, f.self.prefix})
 		}
 	default:
-		b.any = append(b.any, i)
+		out = append(out, anchor{inAny, ""})
 	}
+	return out
 }
 
 // appsAnchored reports whether every application filter names a path or a

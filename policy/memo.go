@@ -28,19 +28,19 @@ const memoMax = 30_000
 
 var compiledMemo = &memo{m: map[memoKey]*compiled{}}
 
-// memoized returns the memo's compiled policy for each of docs (nil where
-// it has none), under one lock: a generation of 10,000 policies of which
-// 10 changed looks 10,000 up.
-func memoized(docs []*schema.Document) []*compiled {
-	out := make([]*compiled, len(docs))
+// memoized fills known[i], for each i of which, with the memo's compiled
+// policy for docs[i] (nil where it has none), under one lock.
+func memoized(docs []*schema.Document, which []int, known []*compiled) {
+	if len(which) == 0 {
+		return
+	}
 	compiledMemo.mu.Lock()
 	defer compiledMemo.mu.Unlock()
-	for i, d := range docs {
-		if d.Hash != ([32]byte{}) {
-			out[i] = compiledMemo.m[memoKey{d.Hash, d.ID}]
+	for _, i := range which {
+		if d := docs[i]; d.Hash != ([32]byte{}) {
+			known[i] = compiledMemo.m[memoKey{d.Hash, d.ID}]
 		}
 	}
-	return out
 }
 
 // compileDoc is compilePolicy through the memo. Documents without a

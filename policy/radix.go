@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 )
 
@@ -66,4 +67,48 @@ func (n *radix) next(s string) (*radix, string) {
 		return nil, s
 	}
 	return c, s[len(c.label):]
+}
+
+// with returns n with item added under key (the rest of the key after
+// n's label), as insert would add it, without changing n: the nodes on
+// key's path are copied, the others shared.
+func (n *radix) with(key string, item int32) *radix {
+	c := *n
+	if key == "" {
+		c.items = with(n.items, item)
+		return &c
+	}
+	i := bytes.IndexByte(n.first, key[0])
+	if i < 0 {
+		c.first = append(slices.Clip(n.first), key[0])
+		c.children = append(slices.Clip(n.children), &radix{label: key, items: []int32{item}})
+		return &c
+	}
+	c.children = slices.Clone(n.children)
+	child := n.children[i]
+	l := commonPrefix(child.label, key)
+	if l < len(child.label) {
+		rest := *child
+		rest.label = child.label[l:]
+		child = &radix{label: child.label[:l], first: []byte{child.label[l]}, children: []*radix{&rest}}
+	}
+	c.children[i] = child.with(key[l:], item)
+	return &c
+}
+
+// without returns n with item removed from the node at key, without
+// changing n. A node left without items stays (a lookup passes it by).
+func (n *radix) without(key string, item int32) *radix {
+	c := *n
+	if key == "" {
+		c.items = without(n.items, item)
+		return &c
+	}
+	i := bytes.IndexByte(n.first, key[0])
+	if i < 0 || !strings.HasPrefix(key, n.children[i].label) {
+		return n
+	}
+	c.children = slices.Clone(n.children)
+	c.children[i] = n.children[i].without(key[len(n.children[i].label):], item)
+	return &c
 }

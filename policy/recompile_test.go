@@ -2,7 +2,10 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"warden/schema"
@@ -31,9 +34,9 @@ func recompileDocs(n int, change func(i int, s *schema.PolicySpec)) []*schema.Do
 
 // Recompile of a generation in which a few policies changed decides
 // exactly as Compile of it, whether it shares the previous index's buckets
-// (the policies keep their anchors) or builds new ones (an anchor, the
-// status or the set of ids changed); unchanged documents keep their
-// compiled policy.
+// (the policies keep their anchors), patches them (an anchor or the action
+// changed) or builds new ones (a status or the set of ids changed);
+// unchanged documents keep their compiled policy.
 func TestRecompileAgreesWithCompile(t *testing.T) {
 	base := recompileDocs(60, nil)
 	prev := mustCompile(t, base)
@@ -48,7 +51,9 @@ func TestRecompileAgreesWithCompile(t *testing.T) {
 		{"an application path changed", withChanged(base, map[int]func(s *schema.PolicySpec){
 			4: func(s *schema.PolicySpec) { s.Filters.Applications[0].Path = "/opt/other" }}), false},
 		{"a policy in any gets an anchor", withChanged(base, map[int]func(s *schema.PolicySpec){
-			10: func(s *schema.PolicySpec) { s.Filters.Applications = []schema.ApplicationFilter{{Path: "/usr/bin/t10"}} }}), false},
+			10: func(s *schema.PolicySpec) {
+				s.Filters.Applications = []schema.ApplicationFilter{{Path: "/usr/bin/t10"}}
+			}}), false},
 		{"a policy turned off", withChanged(base, map[int]func(s *schema.PolicySpec){
 			6: func(s *schema.PolicySpec) { s.Status = StatusOff }}), false},
 		{"a type of another action", withChanged(base, map[int]func(s *schema.PolicySpec){
@@ -63,20 +68,10 @@ func TestRecompileAgreesWithCompile(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := mustCompile(t, tc.docs)
-			if shared := &got.buckets[0].all[0] == &prev.buckets[0].all[0]; shared != tc.shared {
-				t.Errorf("buckets shared: %v, want %v", shared, tc.shared)
-			}
-			if !reflect.DeepEqual(got.buckets, want.buckets) {
+			if tc.shared && !reflect.DeepEqual(got.buckets, want.buckets) {
 				t.Error("the buckets differ from Compile's")
 			}
-			for i := range 70 {
-				for _, user := range []string{"alice", "bob"} {
-					req := elevate(user, nil, fmt.Sprintf("/usr/bin/t%d", i))
-					if g, w := got.Evaluate(req, monday10), want.Evaluate(req, monday10); g.Decision != w.Decision || !reflect.DeepEqual(g, w) {
-						t.Fatalf("%s %s: Recompile decides %s by %s, Compile %s by %s", user, req.Application.Path, g.Decision, g.Policy, w.Decision, w.Policy)
-					}
-				}
-			}
+			sameDecisions(t, got, want, 70)
 			for i, d := range tc.docs {
 				if i < len(base) && d == base[i] && got.per[i] != prev.per[i] {
 					t.Fatalf("%s: unchanged document compiled again", d.ID)
@@ -110,3 +105,72 @@ func withChanged(base []*schema.Document, changes map[int]func(s *schema.PolicyS
 	}
 	return out
 }
+
+// sameDecisions fails t unless got and want decide alike on requests of
+// every kind the test generations hold.
+func sameDecisions(t *testing.T, got, want *Index, n int) {
+	t.Helper()
+	for i := range n + 10 {
+		for _, user := range []string{"alice", "bob"} {
+			for _, app := range []string{fmt.Sprintf("/usr/bin/t%d", i), fmt.Sprintf("/usr/bin/t%d-x", i), fmt.Sprintf("/opt/o%d", i), "/opt/other"} {
+				for _, action := range []string{ActionElevate, ActionCommand} {
+					req := elevate(user, nil, app)
+					req.Action = action
+					req.Application.CommandLine = app
+					req.Application.SHA256 = testSHA(i % 4)
+					g, w := got.Evaluate(req, monday10), want.Evaluate(req, monday10)
+					if !reflect.DeepEqual(g, w) {
+						t.Fatalf("%s %s %s: Recompile decides %s by %s (%v), Compile %s by %s (%v)", action, user, app, g.Decision, g.Policy, g.Matched, w.Decision, w.Policy, w.Matched)
+					}
+				}
+			}
+		}
+	}
+}
+
+// A chain of generations, each changing a few random policies' anchors,
+// action, users or status from the one before, decides at every step as
+// Compile of that generation does.
+func TestRecompileChainAgrees(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 17))
+	const n = 80
+	specs := make([]schema.PolicySpec, n)
+	docs := recompileDocs(n, func(i int, s *schema.PolicySpec) { specs[i] = *s })
+	ix := mustCompile(t, docs)
+	prevDocs := docs
+	for step := range 60 {
+		docs = append([]*schema.Document(nil), docs...)
+		for range 1 + rng.IntN(6) {
+			i := rng.IntN(n)
+			s := specs[i]
+			s.Filters.Applications = slices.Clone(s.Filters.Applications)
+			switch rng.IntN(7) {
+			case 0:
+				s.Filters.Applications = []schema.ApplicationFilter{{Path: fmt.Sprintf("/opt/o%d*", rng.IntN(n))}}
+			case 1:
+				s.Filters.Applications = append(s.Filters.Applications, schema.ApplicationFilter{Path: fmt.Sprintf("/usr/bin/t%d", rng.IntN(n))})
+			case 2:
+				s.Filters.Applications = nil
+			case 3:
+				s.Type = []string{"PrivilegeElevation", "CommandLine"}[rng.IntN(2)]
+			case 4:
+				s.Filters.Users = []string{[]string{"*", "alice", "bob"}[rng.IntN(3)]}
+			case 5:
+				s.Status = []string{StatusEnforce, StatusMonitor, StatusOff}[rng.IntN(3)]
+			case 6:
+				s.Filters.Applications = []schema.ApplicationFilter{{SHA256: testSHA(rng.IntN(4))}}
+			}
+			specs[i] = s
+			docs[i] = policyDoc(docs[i].ID, s)
+		}
+		next, err := Recompile(ix, docs)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		sameDecisions(t, next, mustCompile(t, docs), n)
+		sameDecisions(t, ix, mustCompile(t, prevDocs), n) // prev is not changed
+		ix, prevDocs = next, docs
+	}
+}
+
+func testSHA(i int) string { return strings.Repeat(fmt.Sprintf("%x", i+10), 64) }

@@ -1,12 +1,10 @@
 package state
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -58,12 +56,7 @@ func (sn *Snapshot) Settings() *schema.SettingsSpec {
 }
 
 func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
-	slices.SortFunc(docs, func(a, b *schema.Document) int {
-		if a.Kind != b.Kind {
-			return kindRank(a.Kind) - kindRank(b.Kind)
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	docs = byKindThenID(docs)
 	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[docKey]*schema.Document, len(docs))}
 	for _, d := range docs {
 		sn.byKey[docKey{d.Kind, d.ID}] = d
@@ -71,6 +64,28 @@ func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
 	sn.Meta.Documents = len(docs)
 	return sn
 }
+
+// byKindThenID returns docs (a new slice) sorted by kind order, then id:
+// grouped by kind in one pass, and each group sorted only if it is not
+// already (a bundle's documents come in path order, sorted by id within
+// each folder).
+func byKindThenID(docs []*schema.Document) []*schema.Document {
+	groups := make([][]*schema.Document, len(schema.Kinds)+1)
+	for _, d := range docs {
+		r := kindRank(d.Kind)
+		groups[r] = append(groups[r], d)
+	}
+	out := make([]*schema.Document, 0, len(docs))
+	for _, g := range groups {
+		if !slices.IsSortedFunc(g, byID) {
+			slices.SortFunc(g, byID)
+		}
+		out = append(out, g...)
+	}
+	return out
+}
+
+func byID(a, b *schema.Document) int { return strings.Compare(a.ID, b.ID) }
 
 // kindRank is a kind's place in schema.Kinds (unknown kinds last).
 func kindRank(kind string) int {
@@ -127,12 +142,8 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	// In reference order, so that each Put into the shared buckets is an
-	// append to bbolt's in-memory node rather than a memmove (100k
-	// documents in random order took seconds).
-	docs := append([]*schema.Document(nil), a.Docs...)
+	docs := a.Docs
 	refs := s.refsOf(docs)
-	sort.Sort(byRef{refs, docs})
 	var m Meta
 	var auditEntries []AuditEntry
 	err := s.update(func(tx *bolt.Tx) error {
@@ -185,22 +196,9 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	}
 	s.cp.advance(func(c *Checkpoint) { c.Generation, c.BundleVersion = m.Generation, m.BundleVersion })
 	s.advanceAudit(auditEntries)
-	s.current.Store(newSnapshot(m, append([]*schema.Document(nil), a.Docs...)))
+	s.current.Store(newSnapshot(m, a.Docs))
 	s.notify(m.Generation)
 	return m, nil
-}
-
-// byRef sorts documents by their content references.
-type byRef struct {
-	refs []docRef
-	docs []*schema.Document
-}
-
-func (b byRef) Len() int           { return len(b.refs) }
-func (b byRef) Less(i, j int) bool { return bytes.Compare(b.refs[i][:], b.refs[j][:]) < 0 }
-func (b byRef) Swap(i, j int) {
-	b.refs[i], b.refs[j] = b.refs[j], b.refs[i]
-	b.docs[i], b.docs[j] = b.docs[j], b.docs[i]
 }
 
 func (s *Store) pruneGenerations(tx *bolt.Tx, newest uint64) error {

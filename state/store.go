@@ -16,6 +16,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"warden/schema"
 )
 
 // File names inside KeeperStorage/.
@@ -90,10 +92,11 @@ type Store struct {
 	// two applies could publish in the other order and leave current on
 	// the older generation.
 	applyMu sync.Mutex
-	// lastRefs holds the content references of the last applied
-	// generation's documents (under applyMu): most of the next one's are
-	// the same, and a reference costs an HMAC.
-	lastRefs map[refKey]docRef
+	// lastDocs and lastRefs are the documents of the last applied
+	// generation, as given, and their content references (under applyMu):
+	// most of the next one's are the same, and a reference costs an HMAC.
+	lastDocs []*schema.Document
+	lastRefs []docRef
 
 	mu      sync.Mutex
 	subs    map[int]chan uint64

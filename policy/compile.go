@@ -140,10 +140,30 @@ func Compile(docs []*schema.Document) (*Index, error) { return Recompile(nil, do
 // (the engine builds the index once the generation is applied). Policies
 // compiled before, by either, come from the memo.
 func Check(docs []*schema.Document) error {
-	if _, _, errs := compileAll(docs, nil); errs != nil {
-		return errs
+	_, err := CheckFrom(nil, docs)
+	return err
+}
+
+// Checked is what a Check compiled, for the next one to start from.
+type Checked struct {
+	src []*schema.Document
+	per []*compiled
+}
+
+// CheckFrom is Check, starting from what an earlier check compiled (nil:
+// nothing), as Recompile starts from an index: a document that is prev's
+// at the same place is not looked up again. It returns what this check
+// compiled.
+func CheckFrom(prev *Checked, docs []*schema.Document) (*Checked, error) {
+	var from *Index
+	if prev != nil {
+		from = &Index{src: prev.src, per: prev.per}
 	}
-	return nil
+	_, per, errs := compileAll(docs, from)
+	if errs != nil {
+		return nil, errs
+	}
+	return &Checked{src: docs, per: per}, nil
 }
 
 // compileAll compiles each policy of docs, or returns every broken rule.

@@ -174,3 +174,32 @@ func TestRecompileChainAgrees(t *testing.T) {
 }
 
 func testSHA(i int) string { return strings.Repeat(fmt.Sprintf("%x", i+10), 64) }
+
+// CheckFrom refuses what Check refuses, starting from an earlier check,
+// and takes the compiled policy of a document at its place in that check.
+func TestCheckFrom(t *testing.T) {
+	base := recompileDocs(30, nil)
+	prev, err := CheckFrom(nil, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := withChanged(base, map[int]func(s *schema.PolicySpec){
+		4: func(s *schema.PolicySpec) { s.Controls = []string{"shrug"} }})
+	if _, err := CheckFrom(prev, broken); err == nil || !strings.Contains(err.Error(), "unknown control") {
+		t.Fatalf("a broken policy: err = %v", err)
+	}
+	dup := append(append([]*schema.Document(nil), base...), base[3])
+	if _, err := CheckFrom(prev, dup); err == nil || !strings.Contains(err.Error(), "duplicate id") {
+		t.Fatalf("a duplicate id: err = %v", err)
+	}
+	next, err := CheckFrom(prev, withChanged(base, map[int]func(s *schema.PolicySpec){
+		2: func(s *schema.PolicySpec) { s.Priority = 50 }}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range base {
+		if reused := next.per[i] == prev.per[i]; reused != (i != 2) {
+			t.Fatalf("policy %d: compiled policy reused %v", i, reused)
+		}
+	}
+}

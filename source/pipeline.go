@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/policy"
 	"warden/state"
 )
 
@@ -35,6 +36,9 @@ type Pipeline struct {
 	Now func() time.Time
 
 	mu sync.Mutex
+	// checked is what the last bundle's policy check compiled (under mu):
+	// the next one starts from it.
+	checked *policy.Checked
 }
 
 // NewPipeline applies bundles to store, trusting the keys in trustDir (read
@@ -117,7 +121,7 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	if err := notNewer(v.Manifest.Version, cur.Meta); err != nil {
 		return state.Meta{}, v, err
 	}
-	if err := v.check(ctx, b, p.now(), hashed); err != nil {
+	if err := v.check(ctx, b, p.now(), hashed, &p.checked); err != nil {
 		return state.Meta{}, v, err
 	}
 	start = time.Now()

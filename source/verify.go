@@ -45,7 +45,7 @@ func Verify(ctx context.Context, b *Bundle, t *Trust, now time.Time) (*Verified,
 	if err != nil {
 		return nil, err
 	}
-	if err := v.check(ctx, b, now, nil); err != nil {
+	if err := v.check(ctx, b, now, nil, nil); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -80,7 +80,7 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 // check runs the checks after the signature: files, expiry, documents.
 // hashed, when not nil, delivers the SHA-256 of every file of b
 // (hashFiles, started beside the signature check); nil hashes them here.
-func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <-chan map[string][32]byte) error {
+func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <-chan map[string][32]byte, checked **policy.Checked) error {
 	start := time.Now()
 	paths := b.Paths()
 	var all map[string][32]byte
@@ -107,11 +107,25 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <
 	if errs != nil {
 		return &InvalidError{Errors: errs}
 	}
-	if errs := CompilePolicies(docs); errs != nil {
+	if errs := v.compile(docs, checked); errs != nil {
 		return &InvalidError{Errors: errs}
 	}
 	v.Docs = docs
 	return ctx.Err()
+}
+
+// compile is CompilePolicies, starting from *checked (when not nil) and
+// leaving there what it compiled.
+func (v *Verified) compile(docs []*schema.Document, checked **policy.Checked) schema.Errors {
+	if checked == nil {
+		return CompilePolicies(docs)
+	}
+	c, err := policy.CheckFrom(*checked, policiesOf(docs))
+	if err != nil {
+		return policyErrors(err)
+	}
+	*checked = c
+	return nil
 }
 
 // checkFiles compares the bundle's files with the manifest: every file
@@ -259,16 +273,23 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 // read, unknown variables, duplicate ids, ...), each naming the policy's
 // file in the bundle layout, policies/ID.json.
 func CompilePolicies(docs []*schema.Document) schema.Errors {
+	if err := policy.Check(policiesOf(docs)); err != nil {
+		return policyErrors(err)
+	}
+	return nil
+}
+
+func policiesOf(docs []*schema.Document) []*schema.Document {
 	var policies []*schema.Document
 	for _, d := range docs {
 		if d.Kind == schema.KindPolicy {
 			policies = append(policies, d)
 		}
 	}
-	err := policy.Check(policies)
-	if err == nil {
-		return nil
-	}
+	return policies
+}
+
+func policyErrors(err error) schema.Errors {
 	var se schema.Errors
 	if !errors.As(err, &se) {
 		se = schema.Errors{{File: "policies/", Msg: err.Error()}}

@@ -40,15 +40,18 @@ func isSHA256(s string) bool {
 // isCleanPath is the manifest's path rule: segments of [A-Za-z0-9._-]
 // joined by "/", none of them "..".
 func isCleanPath(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == ".." {
-			return false
-		}
-		for i := 0; i < len(seg); i++ {
-			c := seg[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			if seg := p[start:i]; seg == "" || seg == ".." {
 				return false
 			}
+			start = i + 1
+			continue
+		}
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
 		}
 	}
 	return true
@@ -61,19 +64,24 @@ func isCleanPath(p string) bool {
 // input over 1 MiB. TestManifestAgreesWithSchema keeps the two in step.
 // The error lists every broken rule as "manifest.json: field: rule".
 func parseManifest(data []byte) (*schema.Manifest, error) {
-	if !utf8.Valid(data) {
-		return nil, schema.Errors{{File: ManifestFile, Msg: schema.ErrNotUTF8.Error()}}
-	}
-	// One JSON value and nothing after it: the decoder below stops at the
-	// end of the object and would not see a stray "]" or "}" there.
-	if !gjson.ValidBytes(data) {
-		return nil, schema.Errors{{File: ManifestFile, Msg: "not a valid manifest: not valid JSON"}}
-	}
 	var errs schema.Errors
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, schema.Issue{File: ManifestFile, Path: field, Msg: fmt.Sprintf(format, args...)})
 	}
-	m, present, ok := fastManifest(data)
+	// The plainest manifest is read in one pass (valid UTF-8 and JSON by
+	// what scanManifest accepts); any other goes through the checks below.
+	m, present, ok := scanManifest(data)
+	if !ok && !utf8.Valid(data) {
+		return nil, schema.Errors{{File: ManifestFile, Msg: schema.ErrNotUTF8.Error()}}
+	}
+	// One JSON value and nothing after it: the decoder below stops at the
+	// end of the object and would not see a stray "]" or "}" there.
+	if !ok && !gjson.ValidBytes(data) {
+		return nil, schema.Errors{{File: ManifestFile, Msg: "not a valid manifest: not valid JSON"}}
+	}
+	if !ok {
+		m, present, ok = fastManifest(data)
+	}
 	if !ok {
 		// Anything unusual goes the way it always went, for the same
 		// errors in the same order. (What fastManifest reads, manifestNames

@@ -24,18 +24,19 @@ func ReadBundleBytes(data []byte) (*Bundle, error) {
 	return ReadBundle(bytes.NewReader(data))
 }
 
-// readHashed is ReadBundleBytes that also returns the SHA-256 of every
-// file of the bundle by path (what hashFiles returns): the fast reader
-// hashes the files on another core as it reads them.
-func readHashed(data []byte) (*Bundle, map[string][32]byte, error) {
-	if b, sums, ok := readFast(data, true); ok {
-		return b, sums, nil
+// readHashed is ReadBundleBytes that also returns every file of the
+// bundle with its SHA-256: the fast reader hashes them on another core as
+// it reads them, and returns them in the order of the archive; otherwise
+// they are hashed after reading, in path order.
+func readHashed(data []byte) (*Bundle, []hashedFile, error) {
+	if b, files, ok := readFast(data, true); ok {
+		return b, files, nil
 	}
 	b, err := ReadBundle(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, hashFiles(b), nil
+	return b, hashAll(b), nil
 }
 
 // tar header layout (POSIX USTAR).
@@ -77,7 +78,7 @@ const hashBatch = 128
 // readFast is readBundleFast streaming: each file's bytes are copied out
 // of the window into a slice of their own. With hash, the files are also
 // hashed, on another goroutine, as they are read.
-func readFast(data []byte, hash bool) (b *Bundle, sums map[string][32]byte, ok bool) {
+func readFast(data []byte, hash bool) (b *Bundle, hashed []hashedFile, ok bool) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, false
@@ -93,10 +94,10 @@ func readFast(data []byte, hash bool) (b *Bundle, sums map[string][32]byte, ok b
 	b = &Bundle{Files: make(map[string][]byte, hint)}
 	var h *hasher
 	if hash {
-		h = startHasher(hint)
+		h = startHasher()
 		defer func() {
-			if sums = h.wait(); !ok {
-				sums = nil
+			if hashed = h.wait(hint); !ok {
+				hashed = nil
 			}
 		}()
 	}
@@ -174,53 +175,6 @@ func readFast(data []byte, hash bool) (b *Bundle, sums map[string][32]byte, ok b
 			h.add(clean, body)
 		}
 	}
-}
-
-// hasher computes the SHA-256 of files handed to it in batches, on a
-// goroutine of its own.
-type hasher struct {
-	batch []hashed
-	in    chan []hashed
-	out   chan map[string][32]byte
-}
-
-type hashed struct {
-	path string
-	data []byte
-}
-
-func startHasher(hint int) *hasher {
-	h := &hasher{in: make(chan []hashed, 4), out: make(chan map[string][32]byte, 1)}
-	go func() {
-		sums := make(map[string][32]byte, hint)
-		for batch := range h.in {
-			for _, f := range batch {
-				sums[f.path] = sha256.Sum256(f.data)
-			}
-		}
-		h.out <- sums
-	}()
-	return h
-}
-
-func (h *hasher) add(path string, data []byte) {
-	if h.batch == nil {
-		h.batch = make([]hashed, 0, hashBatch)
-	}
-	h.batch = append(h.batch, hashed{path, data})
-	if len(h.batch) == hashBatch {
-		h.in <- h.batch
-		h.batch = nil
-	}
-}
-
-// wait hands over the last batch and returns every sum.
-func (h *hasher) wait() map[string][32]byte {
-	if len(h.batch) > 0 {
-		h.in <- h.batch
-	}
-	close(h.in)
-	return <-h.out
 }
 
 // plainHeader checks a header block is one readBundleFast reads: USTAR
@@ -306,4 +260,52 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// hasher computes the SHA-256 of files handed to it in batches, on a
+// goroutine of its own.
+type hasher struct {
+	batch []hashedFile
+	in    chan []hashedFile
+	out   chan [][]hashedFile
+}
+
+func startHasher() *hasher {
+	h := &hasher{in: make(chan []hashedFile, 4), out: make(chan [][]hashedFile, 1)}
+	go func() {
+		var done [][]hashedFile
+		for batch := range h.in {
+			for i := range batch {
+				batch[i].sum = sha256.Sum256(batch[i].data)
+			}
+			done = append(done, batch)
+		}
+		h.out <- done
+	}()
+	return h
+}
+
+func (h *hasher) add(path string, data []byte) {
+	if h.batch == nil {
+		h.batch = make([]hashedFile, 0, hashBatch)
+	}
+	h.batch = append(h.batch, hashedFile{path: path, data: data})
+	if len(h.batch) == hashBatch {
+		h.in <- h.batch
+		h.batch = nil
+	}
+}
+
+// wait hands over the last batch and returns every file hashed, in the
+// order they were added (hint: about how many).
+func (h *hasher) wait(hint int) []hashedFile {
+	if len(h.batch) > 0 {
+		h.in <- h.batch
+	}
+	close(h.in)
+	out := make([]hashedFile, 0, hint)
+	for _, batch := range <-h.out {
+		out = append(out, batch...)
+	}
+	return out
 }

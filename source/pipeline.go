@@ -98,13 +98,11 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	start := time.Now()
 	// The files are hashed on another core as they are read; the hashes are
 	// compared with the manifest only once it is trusted.
-	b, sums, err := readHashed(data)
+	b, files, err := readHashed(data)
 	read := time.Since(start)
 	if err != nil {
 		return state.Meta{}, nil, err
 	}
-	hashed := make(chan map[string][32]byte, 1)
-	hashed <- sums
 	trust, err := LoadTrust(p.trustDir)
 	if err != nil {
 		return state.Meta{}, nil, err
@@ -121,7 +119,7 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	if err := notNewer(v.Manifest.Version, cur.Meta); err != nil {
 		return state.Meta{}, v, err
 	}
-	if err := v.check(ctx, b, p.now(), hashed, &p.checked); err != nil {
+	if err := v.check(ctx, b, p.now(), files, &p.checked); err != nil {
 		return state.Meta{}, v, err
 	}
 	start = time.Now()

@@ -6,8 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,6 +71,26 @@ var refusalCases = []struct {
 		}
 		return targz(t, es)
 	}, ErrHashMismatch, "policies/deny-netcat.json"},
+	{"hash mismatch, files in another order than the manifest's", func(t *testing.T, key, _ ed25519.PrivateKey) []byte {
+		es := craft(t, key, schema.Manifest{Version: 7}, docFiles(nil))
+		for i, e := range es {
+			if e.hdr.Name == "policies/deny-netcat.json" {
+				es[i] = reg(e.hdr.Name, bytes.Replace(e.data, []byte("Block"), []byte("Allow"), 1))
+			}
+		}
+		slices.Reverse(es)
+		return targz(t, es)
+	}, ErrHashMismatch, "policies/deny-netcat.json"},
+	{"file listed twice", func(t *testing.T, key, _ ed25519.PrivateKey) []byte {
+		files := docFiles(nil)
+		var m schema.Manifest
+		m.Version = 7
+		for _, p := range []string{"approvers/it-oncall.json", "policies/deny-netcat.json", "policies/deny-netcat.json", "policies/dev-tools.json", "settings.json"} {
+			sum := sha256.Sum256(files[p])
+			m.Files = append(m.Files, schema.ManifestFile{Path: p, SHA256: hex.EncodeToString(sum[:])})
+		}
+		return targz(t, craft(t, key, m, files))
+	}, ErrDuplicate, "policies/deny-netcat.json"},
 	{"file out of place", func(t *testing.T, key, _ ed25519.PrivateKey) []byte {
 		return targz(t, craft(t, key, schema.Manifest{Version: 7}, docFiles(map[string]string{"README.md": "hi"})))
 	}, ErrLayout, "README.md"},
@@ -193,6 +216,22 @@ func TestPipelineRefuses(t *testing.T) {
 				t.Fatalf("got %d BUNDLE_REJECTED events (%v), want one with reason %q", len(evs), evs, reason)
 			}
 		})
+	}
+}
+
+// A bundle whose entries come in any order (the manifest last, the files
+// in reverse) applies as the built one does.
+func TestPipelineAppliesAnyOrder(t *testing.T) {
+	key := newKey(t)
+	a := newAgent(t, key)
+	es := craft(t, key, schema.Manifest{Version: 3}, docFiles(nil))
+	slices.Reverse(es)
+	m, err := a.applyFile(t, writeBundle(t, targz(t, es)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Documents != 4 || a.store.Current().Get(schema.KindPolicy, "dev-tools") == nil {
+		t.Errorf("got meta %+v", m)
 	}
 }
 

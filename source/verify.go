@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"warden/policy"
@@ -78,18 +80,15 @@ func verifySignature(b *Bundle, t *Trust) (*Verified, error) {
 }
 
 // check runs the checks after the signature: files, expiry, documents.
-// hashed, when not nil, delivers the SHA-256 of every file of b
-// (hashFiles, started beside the signature check); nil hashes them here.
-func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <-chan map[string][32]byte, checked **policy.Checked) error {
+// files, when not nil, are the files of b with their SHA-256 (readHashed,
+// which hashes them as it reads); nil hashes them here. checked, when not
+// nil, is where the policy check starts from and leaves what it compiled.
+func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, files []hashedFile, checked **policy.Checked) error {
 	start := time.Now()
-	paths := b.Paths()
-	var all map[string][32]byte
-	if hashed != nil {
-		all = <-hashed
-	} else {
-		all = hashFiles(b)
+	if files == nil {
+		files = hashAll(b)
 	}
-	sums, err := checkFiles(b, paths, v.Manifest, all)
+	files, err := checkFiles(files, v.Manifest)
 	if err != nil {
 		return err
 	}
@@ -98,7 +97,7 @@ func (v *Verified) check(ctx context.Context, b *Bundle, now time.Time, hashed <
 		return err
 	}
 	start = time.Now()
-	docs, errs := validateDocuments(ctx, b, paths, sums)
+	docs, errs := validateFiles(ctx, files)
 	v.Timings.Validate = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		// The workers stopped early: docs has gaps (nil) and errs is partial.
@@ -128,48 +127,112 @@ func (v *Verified) compile(docs []*schema.Document, checked **policy.Checked) sc
 	return nil
 }
 
+// hashedFile is a file of a bundle with its SHA-256.
+type hashedFile struct {
+	path string
+	data []byte
+	sum  [32]byte
+}
+
+func byPath(a, b hashedFile) int { return strings.Compare(a.path, b.path) }
+
 // checkFiles compares the bundle's files with the manifest: every file
 // listed, with the right SHA-256, in a place a document can be, and
-// nothing unlisted. It reports every problem found. It returns the SHA-256
-// of every file, which validation uses (every byte that is validated or
-// answered from the cache was hashed here, against the signed manifest).
-func checkFiles(b *Bundle, paths []string, m *schema.Manifest, all map[string][32]byte) (map[string][32]byte, error) {
-	var errs []error
-	listed := make(map[string]bool, len(m.Files))
-	sums := make(map[string][32]byte, len(m.Files))
-	for _, f := range m.Files {
-		if listed[f.Path] {
-			errs = append(errs, fmt.Errorf("%s: %w in the manifest", f.Path, ErrDuplicate))
-			continue
-		}
-		listed[f.Path] = true
-		sum, ok := all[f.Path]
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: %w", f.Path, ErrMissing))
-			continue
-		}
-		var want [32]byte
-		if n, err := hex.Decode(want[:], []byte(f.SHA256)); err != nil || n != len(want) || sum != want {
-			errs = append(errs, fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, hex.EncodeToString(sum[:]), f.SHA256))
-			continue
-		}
-		sums[f.Path] = sum
+// nothing unlisted. It reports every problem found. It returns the files
+// sorted by path: every byte that is validated or answered from the cache
+// was hashed here, against the signed manifest. Files in the manifest's
+// order (as `warden bundle build` writes them) are compared pairwise,
+// without looking each up.
+func checkFiles(files []hashedFile, m *schema.Manifest) ([]hashedFile, error) {
+	sorted := files
+	if !slices.IsSortedFunc(files, byPath) {
+		sorted = slices.Clone(files)
+		slices.SortFunc(sorted, byPath)
 	}
-	for _, p := range paths {
-		if !listed[p] {
-			errs = append(errs, fmt.Errorf("%s: %w", p, ErrUnlisted))
-		} else if _, _, err := placeOf(p); err != nil {
+	var errs []error
+	inOrder := len(files) == len(m.Files)
+	for i := 0; inOrder && i < len(files); i++ {
+		inOrder = files[i].path == m.Files[i].Path
+	}
+	var listed map[string]bool // nil when in order: every file listed once
+	if inOrder {
+		for i, f := range m.Files {
+			if err := hashErr(f, files[i].sum); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else {
+		at := make(map[string]int, len(files))
+		for i, f := range files {
+			at[f.path] = i
+		}
+		listed = make(map[string]bool, len(m.Files))
+		for _, f := range m.Files {
+			if listed[f.Path] {
+				errs = append(errs, fmt.Errorf("%s: %w in the manifest", f.Path, ErrDuplicate))
+				continue
+			}
+			listed[f.Path] = true
+			i, ok := at[f.Path]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: %w", f.Path, ErrMissing))
+				continue
+			}
+			if err := hashErr(f, files[i].sum); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, f := range sorted {
+		if listed != nil && !listed[f.path] {
+			errs = append(errs, fmt.Errorf("%s: %w", f.path, ErrUnlisted))
+		} else if _, _, err := placeOf(f.path); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return sums, errors.Join(errs...)
+	return sorted, errors.Join(errs...)
 }
 
-// hashFiles returns the SHA-256 of every file of b, by path.
-func hashFiles(b *Bundle) map[string][32]byte {
-	out := make(map[string][32]byte, len(b.Files))
-	for p, data := range b.Files {
-		out[p] = sha256.Sum256(data)
+// hashErr compares a file's SHA-256 with its manifest entry.
+func hashErr(f schema.ManifestFile, sum [32]byte) error {
+	if want, ok := decodeSHA256(f.SHA256); !ok || sum != want {
+		return fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, hex.EncodeToString(sum[:]), f.SHA256)
+	}
+	return nil
+}
+
+// decodeSHA256 decodes 64 lower-case hex digits (as parseManifest
+// requires of every sha256), without allocating.
+func decodeSHA256(s string) (out [32]byte, ok bool) {
+	if len(s) != 64 {
+		return out, false
+	}
+	for i := range out {
+		hi, ok1 := hexDigit(s[2*i])
+		lo, ok2 := hexDigit(s[2*i+1])
+		if !ok1 || !ok2 {
+			return out, false
+		}
+		out[i] = hi<<4 | lo
+	}
+	return out, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// hashAll returns the files of b with their SHA-256, sorted by path.
+func hashAll(b *Bundle) []hashedFile {
+	out := make([]hashedFile, 0, len(b.Files))
+	for _, p := range b.Paths() {
+		out = append(out, hashedFile{path: p, data: b.Files[p], sum: sha256.Sum256(b.Files[p])})
 	}
 	return out
 }
@@ -200,30 +263,48 @@ func (e *InvalidError) Error() string { return e.Errors.Error() }
 func (e *InvalidError) Unwrap() []error { return []error{ErrInvalid, e.Errors} }
 
 // validateDocuments validates every file of b (paths, sorted) as the
-// document its path says it is, on all cores. Unchanged documents cost a cache lookup
-// (schema.Validate caches by content hash), by the SHA-256 in sums
-// (checkFiles'; a file without one is hashed again). The documents come
-// back in path order; errs lists every issue, sorted by file.
+// document its path says it is (validateFiles), by the SHA-256 in sums (a
+// file without one is hashed again).
 func validateDocuments(ctx context.Context, b *Bundle, paths []string, sums map[string][32]byte) (docs []*schema.Document, errs schema.Errors) {
-	files := make([]schema.File, 0, len(paths))
+	files := make([]hashedFile, 0, len(paths))
 	for _, p := range paths {
 		if _, _, err := placeOf(p); err != nil {
 			errs = append(errs, schema.Issue{File: p, Msg: err.Error()})
 			continue
 		}
-		files = append(files, schema.File{Name: p, Data: b.Files[p], Sum: sums[p]})
+		files = append(files, hashedFile{path: p, data: b.Files[p], sum: sums[p]})
+	}
+	docs, more := validateFiles(ctx, files)
+	if errs = append(errs, more...); len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].File < errs[j].File })
+		return nil, errs
+	}
+	return docs, nil
+}
+
+// validateFiles validates files (sorted by path, each in a place a
+// document can be: checkFiles) as the documents their paths say they are,
+// on all cores. Unchanged documents cost a cache lookup (schema.Validate
+// caches by content hash), by their SHA-256 (a file without one is hashed
+// again). The documents come back in path order; errs lists every issue,
+// sorted by file.
+func validateFiles(ctx context.Context, files []hashedFile) (docs []*schema.Document, errs schema.Errors) {
+	in := make([]schema.File, len(files))
+	for i, f := range files {
+		in[i] = schema.File{Name: f.path, Data: f.data, Sum: f.sum}
 	}
 	// On cancellation the answers are partial; check returns ctx.Err().
-	each, failed, _ := schema.ValidateEach(ctx, files)
+	each, failed, _ := schema.ValidateEach(ctx, in)
+	docs = make([]*schema.Document, 0, len(in))
 	for i, err := range failed {
 		var se schema.Errors
 		switch {
 		case errors.As(err, &se):
 			errs = append(errs, se...)
 		case err != nil:
-			errs = append(errs, schema.Issue{File: files[i].Name, Msg: err.Error()})
+			errs = append(errs, schema.Issue{File: in[i].Name, Msg: err.Error()})
 		case each[i] != nil:
-			errs = append(errs, checkPlace(files[i].Name, each[i])...)
+			errs = append(errs, checkPlace(in[i].Name, each[i])...)
 			docs = append(docs, each[i])
 		}
 	}
@@ -251,12 +332,11 @@ func ValidateBundleFile(name string) ([]*schema.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	paths := b.Paths()
-	sums, err := checkFiles(b, paths, m, hashFiles(b))
+	files, err := checkFiles(hashAll(b), m)
 	if err != nil {
 		return nil, err
 	}
-	docs, errs := validateDocuments(context.Background(), b, paths, sums)
+	docs, errs := validateFiles(context.Background(), files)
 	if errs != nil {
 		return nil, errs
 	}

@@ -168,7 +168,7 @@ func TestRefsReusedByPlace(t *testing.T) {
 	same[5] = restoredPolicy(t, "policy-00005", "b")
 	check(same) // 599 by place, one HMAC
 	shifted := append([]*schema.Document{restoredPolicy(t, "policy-new", "c")}, same...)
-	check(shifted) // every place moved: by content
+	check(shifted)       // every place moved: by content
 	check(shifted[300:]) // moved by 300
 	check(shifted)
 }

@@ -39,7 +39,11 @@ func jsonTree(data []byte) (any, error) {
 		return nil, errors.New("not valid JSON")
 	}
 	t := treeBuilder{}
-	v, err := t.value(gjson.ParseBytes(data), "")
+	v, err := t.value(gjson.ParseBytes(data))
+	var dup *dupKey
+	if errors.As(err, &dup) {
+		return nil, fmt.Errorf("%s: %w", dup.path(), errDuplicateKey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +54,34 @@ type treeBuilder struct {
 	n int // values built so far
 }
 
-func (t *treeBuilder) value(r gjson.Result, path string) (any, error) {
+// dupKey is a key given twice. Its path is collected while the error
+// unwinds, innermost first, so that a document without one builds no path
+// strings.
+type dupKey struct{ rev []string }
+
+func (d *dupKey) Error() string { return d.path() + ": duplicate key" }
+
+// path is the dotted path, with [i] for list elements: spec.filters.users.
+func (d *dupKey) path() string {
+	var b strings.Builder
+	for i := len(d.rev) - 1; i >= 0; i-- {
+		if b.Len() > 0 && !strings.HasPrefix(d.rev[i], "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(d.rev[i])
+	}
+	return b.String()
+}
+
+// within adds elem (a key, or [i]) to the path of a dupKey err.
+func within(err error, elem func() string) error {
+	if d, ok := err.(*dupKey); ok {
+		d.rev = append(d.rev, elem())
+	}
+	return err
+}
+
+func (t *treeBuilder) value(r gjson.Result) (any, error) {
 	if t.n++; t.n > MaxValues {
 		return nil, ErrTooManyValues
 	}
@@ -67,41 +98,38 @@ func (t *treeBuilder) value(r gjson.Result, path string) (any, error) {
 		return number(r.Raw)
 	}
 	if r.IsArray() {
-		return t.array(r, path)
+		return t.array(r)
 	}
-	return t.object(r, path)
+	return t.object(r)
 }
 
-func (t *treeBuilder) array(r gjson.Result, path string) (any, error) {
+func (t *treeBuilder) array(r gjson.Result) (any, error) {
 	out := []any{}
 	var err error
-	i := 0
 	r.ForEach(func(_, v gjson.Result) bool {
 		var x any
-		if x, err = t.value(v, path+"["+strconv.Itoa(i)+"]"); err != nil {
+		if x, err = t.value(v); err != nil {
+			i := len(out)
+			err = within(err, func() string { return "[" + strconv.Itoa(i) + "]" })
 			return false
 		}
 		out = append(out, x)
-		i++
 		return true
 	})
 	return out, err
 }
 
-func (t *treeBuilder) object(r gjson.Result, path string) (any, error) {
+func (t *treeBuilder) object(r gjson.Result) (any, error) {
 	out := map[string]any{}
 	var err error
 	r.ForEach(func(k, v gjson.Result) bool {
-		p := k.Str
-		if path != "" {
-			p = path + "." + k.Str
-		}
 		if _, dup := out[k.Str]; dup {
-			err = fmt.Errorf("%s: %w", p, errDuplicateKey)
+			err = &dupKey{rev: []string{k.Str}}
 			return false
 		}
 		var x any
-		if x, err = t.value(v, p); err != nil {
+		if x, err = t.value(v); err != nil {
+			err = within(err, func() string { return k.Str })
 			return false
 		}
 		out[k.Str] = x

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,4 +125,30 @@ func TestBatchAgreesWithValidate(t *testing.T) {
 			t.Fatal("no batch passed: the batched path was not tested")
 		}
 	})
+}
+
+// TestInvalidNotCheckedTwice: after a batch fails, a worker checks the
+// next documents one by one, so a generation of invalid documents is not
+// evaluated twice over: at most one failed batch per worker.
+func TestInvalidNotCheckedTwice(t *testing.T) {
+	files := make([]File, 20*batchSize)
+	for i := range files {
+		bad := strings.Replace(string(policyDoc(6_000_000+i)), `"enforce"`, `"on"`, 1)
+		files[i] = File{Name: fmt.Sprintf("policies/p%d.json", i), Data: []byte(bad)}
+	}
+	resetCache()
+	before := batchRefused.Load()
+	_, errs, err := ValidateEach(context.Background(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if e == nil || !strings.Contains(e.Error(), `spec.status: invalid value "on" (must be one of`) {
+			t.Fatalf("%s: %v", files[i].Name, e)
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if got := batchRefused.Load() - before; got == 0 || got > int64(workers*batchSize) {
+		t.Fatalf("%d documents in failed batches, want 1 to %d (one batch per worker)", got, workers*batchSize)
+	}
 }

@@ -59,12 +59,13 @@ func ValidateEach(ctx context.Context, files []File) (docs []*Document, errs []e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			batch := true
 			for ctx.Err() == nil {
 				k := int(next.Add(size) - size)
 				if k >= len(todo) {
 					return
 				}
-				validateBatch(files, sums, todo[k:min(k+int(size), len(todo))], docs, errs)
+				batch = validateBatch(files, sums, todo[k:min(k+int(size), len(todo))], docs, errs, batch)
 			}
 		}()
 	}

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -151,4 +152,42 @@ func TestInvalidNotCheckedTwice(t *testing.T) {
 	if got := batchRefused.Load() - before; got == 0 || got > int64(workers*batchSize) {
 		t.Fatalf("%d documents in failed batches, want 1 to %d (one batch per worker)", got, workers*batchSize)
 	}
+}
+
+// FuzzBatchAgrees: a document checked inside a batch, between valid
+// documents of its kind and others, gets exactly Validate's answer, and so
+// do its neighbours. (validateBatch does not read the cache, so every
+// document is evaluated again whatever Validate cached.)
+func FuzzBatchAgrees(f *testing.F) {
+	for _, d := range designExamples {
+		f.Add([]byte(d))
+	}
+	for _, d := range specCases {
+		f.Add([]byte(d))
+	}
+	files := []File{{Name: "a.json", Data: policyDoc(7_000_001)}, {Name: "fuzz.json"},
+		{Name: "b.json", Data: policyDoc(7_000_002)}, {Name: "c.json", Data: []byte(designExamples[job])}}
+	want := make([]string, len(files))
+	for i, f := range files {
+		d, err := Validate(f.Name, f.Data)
+		want[i] = answer(d, err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		files := append([]File(nil), files...)
+		want := append([]string(nil), want...)
+		files[1].Data = data
+		d, err := Validate(files[1].Name, data)
+		want[1] = answer(d, err)
+		docs, errs := make([]*Document, len(files)), make([]error, len(files))
+		sums := make([][32]byte, len(files))
+		for i, f := range files {
+			sums[i] = sha256.Sum256(f.Data)
+		}
+		validateBatch(files, sums, []int{0, 1, 2, 3}, docs, errs, true)
+		for i := range files {
+			if got := answer(docs[i], errs[i]); got != want[i] {
+				t.Fatalf("%s:\n got %s\nwant %s", files[i].Name, got, want[i])
+			}
+		}
+	})
 }

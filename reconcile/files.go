@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"warden/audit"
+	"warden/schema"
 )
 
 // Files is the controller that materializes desired state into the agent
@@ -33,6 +34,8 @@ type Files struct {
 	mu   sync.Mutex
 	gen  uint64
 	want map[string]*fileWant // nil: rebuild from the store
+	// wantDocs are the documents want was made from (patchDesired).
+	wantDocs []*schema.Document
 	// diffed is the desired set changedKeys last compared against (not
 	// want, which a worker may already have moved to the new generation).
 	diffed map[string]*fileWant
@@ -79,8 +82,12 @@ func (f *Files) desired() map[string]*fileWant {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.want == nil || f.gen != sn.Meta.Generation {
-		f.want = desiredFiles(sn, f.m.settings.getListen())
-		f.gen = sn.Meta.Generation
+		l := f.m.settings.getListen()
+		next, ok := patchDesired(f.want, f.wantDocs, sn, l)
+		if !ok {
+			next = desiredFiles(sn, l)
+		}
+		f.want, f.wantDocs, f.gen = next, sn.Docs, sn.Meta.Generation
 	}
 	return f.want
 }

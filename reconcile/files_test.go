@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"warden/audit"
+	"warden/schema"
 	"warden/state"
 )
 
@@ -233,7 +235,7 @@ func TestGenerationReconcilesOnlyChangedFiles(t *testing.T) {
 	// One more generation so the controller has a set to compare with.
 	e.apply(docs...)
 	e.waitQuiet()
-	before := e.count(FilesController)
+	before, perms := e.count(FilesController), e.count(PermissionsController)
 
 	next := slices.Clone(docs[:199]) // p-00199 removed
 	next[7] = validated(t, policyJSON("p-00007", 4242))[0]
@@ -244,7 +246,51 @@ func TestGenerationReconcilesOnlyChangedFiles(t *testing.T) {
 	if n := e.count(FilesController) - before; n > 10 {
 		t.Errorf("the files controller reconciled %d keys for a generation that changed 2 files", n)
 	}
+	// The watch queues policies/ itself as its files change (4 here); a
+	// resync after the generation would add the root's every folder (16).
+	if n := e.count(PermissionsController) - perms; n > 8 {
+		t.Errorf("the permissions controller reconciled %d keys for a generation", n)
+	}
 	if recs := e.drift(); len(recs) != 0 {
 		t.Errorf("drift for desired-state changes: %+v", recs)
+	}
+}
+
+// patchDesired makes from the last desired set exactly what desiredFiles
+// makes for a generation that changed documents in place, leaves the last
+// set as it was, and declines a generation that removed or added one.
+func TestPatchDesiredSameAsDesiredFiles(t *testing.T) {
+	st, err := state.Open(filepath.Join(t.TempDir(), "KeeperStorage"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	apply := func(docs []*schema.Document) *state.Snapshot {
+		t.Helper()
+		if _, err := st.ApplyGeneration(state.Apply{Source: "local", Docs: docs}); err != nil {
+			t.Fatal(err)
+		}
+		return st.Current()
+	}
+	l := Listen{API: "127.0.0.1:8443"}
+	docs := policies(t, 50)
+	first := apply(docs)
+	prev := desiredFiles(first, l)
+	next := slices.Clone(docs)
+	next[3] = validated(t, policyJSON("p-00003", 4242))[0]
+	next[40] = validated(t, policyJSON("p-00040", 4343))[0]
+	second := apply(next)
+	got, ok := patchDesired(prev, first.Docs, second, l)
+	if !ok {
+		t.Fatal("two documents changed in place: not patched")
+	}
+	if want := desiredFiles(second, l); !reflect.DeepEqual(got, want) {
+		t.Error("patched set differs from desiredFiles'")
+	}
+	if !reflect.DeepEqual(prev, desiredFiles(first, l)) {
+		t.Error("the last set was changed")
+	}
+	if _, ok := patchDesired(got, second.Docs, apply(next[1:]), l); ok {
+		t.Error("a generation without p-00000 was patched")
 	}
 }

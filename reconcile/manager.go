@@ -371,16 +371,22 @@ var startWatch = newWatch
 
 // generationApplied looks at what a new generation may have changed: the
 // files whose desired content changed, and everything of the other
-// controllers (a few keys each). The periodic resync still looks at every
-// file.
+// controllers (a few keys each) but the permissions controller's, which no
+// generation changes. The periodic resync still looks at every file.
 func (m *Manager) generationApplied(ctx context.Context) {
 	keys, full := m.files.changedKeys()
 	for _, c := range m.controllers() {
-		if c.name == FilesController && !full {
+		switch {
+		case c.name == FilesController && !full:
 			c.q.add(keys...)
-			continue
+		case c.name == PermissionsController:
+			// Modes and owners follow the root's layout, never desired
+			// state; what a generation creates (a folder, a file) the watch
+			// queues, and the periodic resync walks the rest. (Walking
+			// policies/ of 10,000 files is most of what a resync costs.)
+		default:
+			c.resync(ctx)
 		}
-		c.resync(ctx)
 	}
 }
 

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"maps"
 	"strings"
 
 	"warden/schema"
@@ -97,6 +98,50 @@ type fileWant struct {
 	kind string // document kind
 	id   string // document id
 }
+
+// patchDesired is desiredFiles(sn, l) made from prev, the desired files of
+// the snapshot whose documents were prevDocs, when sn holds documents of
+// the same kinds and ids at the same places: prev is copied (it is not
+// changed) and the files of the documents that differ replaced, so a
+// generation that changes 10 of 10,000 documents builds 10 entries, not
+// 10,000. ok is false otherwise, or when many changed.
+func patchDesired(prev map[string]*fileWant, prevDocs []*schema.Document, sn *state.Snapshot, l Listen) (out map[string]*fileWant, ok bool) {
+	if prev == nil || len(prevDocs) != len(sn.Docs) {
+		return nil, false
+	}
+	var changed []*schema.Document
+	for i, d := range sn.Docs {
+		p := prevDocs[i]
+		if p == d {
+			continue
+		}
+		if p.Kind != d.Kind || p.ID != d.ID || len(changed) == maxPatched {
+			return nil, false
+		}
+		changed = append(changed, d)
+	}
+	out = maps.Clone(prev)
+	data := renderSettings(sn.Settings(), l)
+	out[settingsFile] = &fileWant{data: data, sum: sha256.Sum256(data), kind: schema.KindSettings, id: "agent"}
+	for _, d := range changed {
+		if dir, ok := folderOf[d.Kind]; ok {
+			out[dir+"/"+d.ID+".json"] = &fileWant{data: d.Raw, sum: d.Hash, kind: d.Kind, id: d.ID}
+		}
+	}
+	return out, true
+}
+
+// maxPatched bounds the documents patchDesired replaces.
+const maxPatched = 1000
+
+// folderOf is filesFolders the other way round.
+var folderOf = func() map[string]string {
+	out := map[string]string{}
+	for dir, kind := range filesFolders {
+		out[kind] = dir
+	}
+	return out
+}()
 
 // desiredFiles maps every materialized path (relative, slash-separated) to
 // its content. Policy, Plugin and Job documents are written exactly as

@@ -28,8 +28,14 @@ func ReadBundleBytes(data []byte) (*Bundle, error) {
 // bundle with its SHA-256: the fast reader hashes them on another core as
 // it reads them, and returns them in the order of the archive; otherwise
 // they are hashed after reading, in path order.
-func readHashed(data []byte) (*Bundle, []hashedFile, error) {
-	if b, files, ok := readFast(data, true); ok {
+//
+// onEnvelope, when not nil, is called once, as soon as the fast reader has
+// read manifest.json and manifest.sig (and manifest.pub, if it comes
+// before the files, as `warden bundle build` writes them): the signature
+// can be checked while the files are read. It is given copies of their
+// slices; the caller compares them with the bundle's (sameEnvelope).
+func readHashed(data []byte, onEnvelope func(Bundle)) (*Bundle, []hashedFile, error) {
+	if b, files, ok := readFast(data, true, onEnvelope); ok {
 		return b, files, nil
 	}
 	b, err := ReadBundle(bytes.NewReader(data))
@@ -62,7 +68,7 @@ var numericFields = [][2]int{{100, 8}, {108, 8}, {116, 8}, {124, 12}, {136, 12},
 // every bundle ReadBundle refuses: the caller then reads it with ReadBundle,
 // for its answer and its error.
 func readBundleFast(data []byte) (b *Bundle, ok bool) {
-	b, _, ok = readFast(data, false)
+	b, _, ok = readFast(data, false, nil)
 	return b, ok
 }
 
@@ -77,8 +83,8 @@ const hashBatch = 128
 
 // readFast is readBundleFast streaming: each file's bytes are copied out
 // of the window into a slice of their own. With hash, the files are also
-// hashed, on another goroutine, as they are read.
-func readFast(data []byte, hash bool) (b *Bundle, hashed []hashedFile, ok bool) {
+// hashed, on another goroutine, as they are read. onEnvelope: readHashed's.
+func readFast(data []byte, hash bool, onEnvelope func(Bundle)) (b *Bundle, hashed []hashedFile, ok bool) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, false
@@ -158,6 +164,10 @@ func readFast(data []byte, hash bool) (b *Bundle, hashed []hashedFile, ok bool) 
 		}
 		if size > limit || files > MaxFiles {
 			return nil, nil, false
+		}
+		if !envelope && onEnvelope != nil && b.Manifest != nil && b.Signature != nil {
+			onEnvelope(Bundle{Manifest: b.Manifest, Signature: b.Signature, Signer: b.Signer})
+			onEnvelope = nil
 		}
 		body := make([]byte, size)
 		if _, err := io.ReadFull(br, body); err != nil {

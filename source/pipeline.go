@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -96,20 +97,43 @@ func (p *Pipeline) applyUnless(ctx context.Context, bundle []byte, origin string
 // apply returns the verified bundle (as far as it got) with any error.
 func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string) (state.Meta, *Verified, error) {
 	start := time.Now()
-	// The files are hashed on another core as they are read; the hashes are
-	// compared with the manifest only once it is trusted.
-	b, files, err := readHashed(data)
+	trust, trustErr := LoadTrust(p.trustDir)
+	cur := p.store.Current()
+	if trustErr == nil {
+		trust.Pin(cur.Settings().AlternativeSignatures...)
+	}
+	// The signature is checked on another core as soon as the reader has
+	// the envelope (what bundle build writes first); the files are hashed
+	// on another as they are read, and compared with the manifest only
+	// once it is trusted.
+	var early chan signed
+	var env Bundle
+	onEnvelope := func(e Bundle) {
+		if trustErr != nil {
+			return
+		}
+		env, early = e, make(chan signed, 1)
+		go func() {
+			v, err := verifySignature(&e, trust)
+			early <- signed{v, err}
+		}()
+	}
+	b, files, err := readHashed(data, onEnvelope)
 	read := time.Since(start)
 	if err != nil {
 		return state.Meta{}, nil, err
 	}
-	trust, err := LoadTrust(p.trustDir)
-	if err != nil {
-		return state.Meta{}, nil, err
+	if trustErr != nil {
+		return state.Meta{}, nil, trustErr
 	}
-	cur := p.store.Current()
-	trust.Pin(cur.Settings().AlternativeSignatures...)
-	v, err := verifySignature(b, trust)
+	var v *Verified
+	if early != nil {
+		s := <-early
+		v, err = s.v, s.err
+	}
+	if early == nil || !sameEnvelope(&env, b) {
+		v, err = verifySignature(b, trust)
+	}
 	if err != nil {
 		return state.Meta{}, nil, err
 	}
@@ -131,6 +155,19 @@ func (p *Pipeline) apply(ctx context.Context, data []byte, origin, digest string
 	}, nil, func(m state.Meta) audit.Event { return appliedEvent(origin, digest, v, m) })
 	v.Timings.Commit = time.Since(start)
 	return meta, v, err
+}
+
+// signed is verifySignature's answer.
+type signed struct {
+	v   *Verified
+	err error
+}
+
+// sameEnvelope reports whether b's manifest, signature and signer are
+// those of e (the signature check of e is then b's).
+func sameEnvelope(e, b *Bundle) bool {
+	same := func(x, y []byte) bool { return (x == nil) == (y == nil) && bytes.Equal(x, y) }
+	return same(e.Manifest, b.Manifest) && same(e.Signature, b.Signature) && same(e.Signer, b.Signer)
 }
 
 // commit applies a as the next generation with its audit events in the

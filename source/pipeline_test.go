@@ -304,7 +304,14 @@ func TestAlternativeSignatures(t *testing.T) {
 	if _, err := a.applyFile(t, writeBundle(t, targz(t, append(es[:2:2], es[3:]...)))); !errors.Is(err, ErrUntrustedKey) {
 		t.Fatalf("pinned without key material: got %v, want ErrUntrustedKey", err)
 	}
-	if _, err := a.applyFile(t, byNext); err != nil {
+	// The key after the files: the signature checked as soon as the
+	// manifest and signature were read (without it) does not count.
+	es = craft(t, next, schema.Manifest{Version: 2}, docFiles(map[string]string{"settings.json": pinned}))
+	late := append(append(es[:2:2], es[3:]...), es[2])
+	if _, err := a.applyFile(t, writeBundle(t, targz(t, late))); err != nil {
+		t.Fatalf("pinned, manifest.pub after the files: %v", err)
+	}
+	if _, err := a.applyFile(t, writeBundle(t, targz(t, craft(t, next, schema.Manifest{Version: 3}, docFiles(nil))))); err != nil {
 		t.Fatalf("pinned: %v", err)
 	}
 	evs := a.events(t, audit.BundleApplied)

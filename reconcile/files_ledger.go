@@ -147,8 +147,12 @@ func (f *Files) noteUnsynced(rel string) {
 }
 
 // syncWritten fsyncs the files written since the last save and their
-// folders (a file gone since is skipped). On failure the paths stay to
-// be synced at the next save.
+// folders (a file gone since is skipped); more than syncOneByOne of them
+// are made durable with one syncfs of the root's filesystem instead: an
+// fsync commits the filesystem's journal, and 10,000 of them after a
+// first apply cost half a second of CPU, in the middle of whatever the
+// agent does next. On failure the paths stay to be synced at the next
+// save.
 func (f *Files) syncWritten() error {
 	f.led.mu.Lock()
 	paths := f.led.unsynced
@@ -156,6 +160,13 @@ func (f *Files) syncWritten() error {
 	f.led.mu.Unlock()
 	dirs := map[string]bool{}
 	var err error
+	if len(paths) > syncOneByOne {
+		if err = unix.Syncfs(f.m.rootfd); err != nil {
+			err = fmt.Errorf("syncfs %s: %w", f.m.root, err)
+		}
+		f.keepUnsynced(paths, err)
+		return err
+	}
 	for rel := range paths {
 		dir, _ := splitRel(rel)
 		dirs[dir] = true
@@ -169,17 +180,27 @@ func (f *Files) syncWritten() error {
 		}
 		err = fsyncAt(f.m.rootfd, dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	}
-	if err != nil {
-		f.led.mu.Lock()
-		for rel := range paths {
-			if f.led.unsynced == nil {
-				f.led.unsynced = map[string]bool{}
-			}
-			f.led.unsynced[rel] = true
-		}
-		f.led.mu.Unlock()
-	}
+	f.keepUnsynced(paths, err)
 	return err
+}
+
+// syncOneByOne is how many written files syncWritten fsyncs one by one.
+const syncOneByOne = 64
+
+// keepUnsynced puts paths back to be synced at the next save when err is
+// not nil.
+func (f *Files) keepUnsynced(paths map[string]bool, err error) {
+	if err == nil {
+		return
+	}
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	for rel := range paths {
+		if f.led.unsynced == nil {
+			f.led.unsynced = map[string]bool{}
+		}
+		f.led.unsynced[rel] = true
+	}
 }
 
 func fsyncAt(rootfd int, rel string, flags int) error {

@@ -71,3 +71,35 @@ func TestLedgerSavedWhileRunning(t *testing.T) {
 		return saved
 	})
 }
+
+// Many files written at once are made durable with one syncfs before the
+// ledger names them (200 here, over syncOneByOne): the ledger is saved
+// with all of them and nothing is left to sync.
+func TestLedgerSavedAfterManyWrites(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start()
+	docs := policies(t, 200)
+	e.apply(docs...)
+	e.waitFor("ledger saved with every file", func() bool {
+		var rec ledgerRecord
+		ok, err := e.store.Get(state.Status, ledgerKey, &rec)
+		must(t, err)
+		if !ok {
+			return false
+		}
+		written, err := decodeLedger(rec.Written)
+		must(t, err)
+		for _, d := range docs {
+			if _, saved := written["policies/"+d.ID+".json"]; !saved {
+				return false
+			}
+		}
+		return true
+	})
+	f := e.m.files
+	f.led.mu.Lock()
+	defer f.led.mu.Unlock()
+	if n := len(f.led.unsynced); n != 0 {
+		t.Errorf("%d files left to sync after the ledger was saved", n)
+	}
+}

@@ -193,39 +193,15 @@ func checkFiles(files []hashedFile, m *schema.Manifest) ([]hashedFile, error) {
 	return sorted, errors.Join(errs...)
 }
 
-// hashErr compares a file's SHA-256 with its manifest entry.
+// hashErr compares a file's SHA-256 with its manifest entry (lower-case
+// hex, as parseManifest requires), without allocating.
 func hashErr(f schema.ManifestFile, sum [32]byte) error {
-	if want, ok := decodeSHA256(f.SHA256); !ok || sum != want {
-		return fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, hex.EncodeToString(sum[:]), f.SHA256)
+	var got [64]byte
+	hex.Encode(got[:], sum[:])
+	if string(got[:]) != f.SHA256 {
+		return fmt.Errorf("%s: %w (sha256 %s, manifest says %s)", f.Path, ErrHashMismatch, got[:], f.SHA256)
 	}
 	return nil
-}
-
-// decodeSHA256 decodes 64 lower-case hex digits (as parseManifest
-// requires of every sha256), without allocating.
-func decodeSHA256(s string) (out [32]byte, ok bool) {
-	if len(s) != 64 {
-		return out, false
-	}
-	for i := range out {
-		hi, ok1 := hexDigit(s[2*i])
-		lo, ok2 := hexDigit(s[2*i+1])
-		if !ok1 || !ok2 {
-			return out, false
-		}
-		out[i] = hi<<4 | lo
-	}
-	return out, true
-}
-
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
 }
 
 // hashAll returns the files of b with their SHA-256, sorted by path.

@@ -25,26 +25,30 @@ type Meta struct {
 // Snapshot is one whole generation: read-only, consistent, and cheap to
 // share. Docs are sorted by kind order, then id.
 type Snapshot struct {
-	Meta  Meta
-	Docs  []*schema.Document
-	byKey map[docKey]*schema.Document
+	Meta Meta
+	Docs []*schema.Document
 }
 
-// docKey is a document's kind and id, unique within a generation.
-type docKey struct{ kind, id string }
-
-// Get returns the document kind/id, or nil.
-func (sn *Snapshot) Get(kind, id string) *schema.Document { return sn.byKey[docKey{kind, id}] }
+// Get returns the document kind/id, or nil (a binary search of Docs).
+func (sn *Snapshot) Get(kind, id string) *schema.Document {
+	key := &schema.Document{Kind: kind, ID: id}
+	if i, found := slices.BinarySearchFunc(sn.Docs, key, byKindThenIDCmp); found {
+		return sn.Docs[i]
+	}
+	return nil
+}
 
 // OfKind returns the documents of one kind, sorted by id.
 func (sn *Snapshot) OfKind(kind string) []*schema.Document {
-	var out []*schema.Document
-	for _, d := range sn.Docs {
-		if d.Kind == kind {
-			out = append(out, d)
-		}
+	lo, _ := slices.BinarySearchFunc(sn.Docs, &schema.Document{Kind: kind}, byKindThenIDCmp)
+	hi := lo
+	for hi < len(sn.Docs) && sn.Docs[hi].Kind == kind {
+		hi++
 	}
-	return out
+	if lo == hi {
+		return nil
+	}
+	return slices.Clone(sn.Docs[lo:hi])
 }
 
 // Settings returns the Settings spec, or the defaults when none is applied.
@@ -55,20 +59,22 @@ func (sn *Snapshot) Settings() *schema.SettingsSpec {
 	return schema.DefaultSettings()
 }
 
+// newSnapshot is the snapshot of docs (any order; each kind and id once).
 func newSnapshot(m Meta, docs []*schema.Document) *Snapshot {
-	docs = byKindThenID(docs)
-	sn := &Snapshot{Meta: m, Docs: docs, byKey: make(map[docKey]*schema.Document, len(docs))}
-	for _, d := range docs {
-		sn.byKey[docKey{d.Kind, d.ID}] = d
-	}
+	return sortedSnapshot(m, byKindThenID(docs))
+}
+
+// sortedSnapshot is the snapshot of docs sorted by byKindThenID.
+func sortedSnapshot(m Meta, docs []*schema.Document) *Snapshot {
+	sn := &Snapshot{Meta: m, Docs: docs}
 	sn.Meta.Documents = len(docs)
 	return sn
 }
 
-// byKindThenID returns docs (a new slice) sorted by kind order, then id:
-// grouped by kind in one pass, and each group sorted only if it is not
-// already (a bundle's documents come in path order, sorted by id within
-// each folder).
+// byKindThenID returns docs (a new slice) sorted by kind order, then id
+// (byKindThenIDCmp): grouped by kind in one pass, and each group sorted
+// only if it is not already (a bundle's documents come in path order,
+// sorted by id within each folder).
 func byKindThenID(docs []*schema.Document) []*schema.Document {
 	groups := make([][]*schema.Document, len(schema.Kinds)+1)
 	for _, d := range docs {
@@ -77,15 +83,25 @@ func byKindThenID(docs []*schema.Document) []*schema.Document {
 	}
 	out := make([]*schema.Document, 0, len(docs))
 	for _, g := range groups {
-		if !slices.IsSortedFunc(g, byID) {
-			slices.SortFunc(g, byID)
+		if !slices.IsSortedFunc(g, byKindThenIDCmp) {
+			slices.SortFunc(g, byKindThenIDCmp)
 		}
 		out = append(out, g...)
 	}
 	return out
 }
 
-func byID(a, b *schema.Document) int { return strings.Compare(a.ID, b.ID) }
+// byKindThenIDCmp orders documents by kind order (unknown kinds last, by
+// name), then id.
+func byKindThenIDCmp(a, b *schema.Document) int {
+	if a.Kind != b.Kind {
+		if ra, rb := kindRank(a.Kind), kindRank(b.Kind); ra != rb {
+			return ra - rb
+		}
+		return strings.Compare(a.Kind, b.Kind)
+	}
+	return strings.Compare(a.ID, b.ID)
+}
 
 // kindRank is a kind's place in schema.Kinds (unknown kinds last).
 func kindRank(kind string) int {
@@ -132,13 +148,11 @@ var kGenMeta = []byte{0} // sorts before kGenIndex (and the 16-byte document key
 // shared, not written again (docs.go). Generations beyond the last
 // KeepGenerations are dropped. Subscribers are told after the commit.
 func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
-	seen := make(map[docKey]bool, len(a.Docs))
-	for _, d := range a.Docs {
-		k := docKey{d.Kind, d.ID}
-		if seen[k] {
+	sorted := byKindThenID(a.Docs)
+	for i := 1; i < len(sorted); i++ {
+		if d := sorted[i]; d.Kind == sorted[i-1].Kind && d.ID == sorted[i-1].ID {
 			return Meta{}, fmt.Errorf("apply: %s appears twice", d.Key())
 		}
-		seen[k] = true
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -196,7 +210,7 @@ func (s *Store) ApplyGeneration(a Apply) (Meta, error) {
 	}
 	s.cp.advance(func(c *Checkpoint) { c.Generation, c.BundleVersion = m.Generation, m.BundleVersion })
 	s.advanceAudit(auditEntries)
-	s.current.Store(newSnapshot(m, a.Docs))
+	s.current.Store(sortedSnapshot(m, sorted))
 	s.notify(m.Generation)
 	return m, nil
 }

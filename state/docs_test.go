@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -171,4 +172,50 @@ func TestRefsReusedByPlace(t *testing.T) {
 	check(shifted)       // every place moved: by content
 	check(shifted[300:]) // moved by 300
 	check(shifted)
+}
+
+// Get and OfKind find documents by kind and id in the sorted snapshot,
+// whatever order they were applied in, the same id in two kinds included.
+func TestSnapshotLookups(t *testing.T) {
+	doc := func(kind, id string) *schema.Document { return &schema.Document{Kind: kind, ID: id} }
+	docs := []*schema.Document{doc(schema.KindPolicy, "b"), doc(schema.KindJob, "a"), doc(schema.KindPolicy, "a"),
+		doc(schema.KindSettings, "agent"), doc(schema.KindApprover, "b"), doc(schema.KindPolicy, "c"), doc("Strange", "a")}
+	sn := newSnapshot(Meta{}, docs)
+	for _, d := range docs {
+		if got := sn.Get(d.Kind, d.ID); got != d {
+			t.Errorf("Get(%s, %s) = %v", d.Kind, d.ID, got)
+		}
+	}
+	for _, miss := range [][2]string{{schema.KindPolicy, "d"}, {schema.KindPlugin, "a"}, {schema.KindJob, "b"}, {"Other", "a"}, {schema.KindPolicy, ""}} {
+		if got := sn.Get(miss[0], miss[1]); got != nil {
+			t.Errorf("Get(%s, %s) = %v, want nil", miss[0], miss[1], got)
+		}
+	}
+	var ids []string
+	for _, d := range sn.OfKind(schema.KindPolicy) {
+		ids = append(ids, d.ID)
+	}
+	if fmt.Sprint(ids) != "[a b c]" {
+		t.Errorf("OfKind(Policy) = %v", ids)
+	}
+	if got := sn.OfKind(schema.KindPlugin); got != nil {
+		t.Errorf("OfKind(Plugin) = %v", got)
+	}
+	if sn.Docs[0].Kind != schema.KindSettings || sn.Docs[len(sn.Docs)-1].Kind != "Strange" {
+		t.Errorf("not in kind order: %v first, %v last", sn.Docs[0].Kind, sn.Docs[len(sn.Docs)-1].Kind)
+	}
+}
+
+// A generation holding a kind and id twice is refused, wherever the two
+// are in it, and nothing is applied.
+func TestApplyRefusesDuplicates(t *testing.T) {
+	s := openT(t, keeperDir(t), Options{})
+	docs := generationDocs(t, 20, "a")
+	dup := append(append([]*schema.Document(nil), docs...), restoredPolicy(t, "policy-00003", "b"))
+	if _, err := s.ApplyGeneration(Apply{Docs: dup}); err == nil || !strings.Contains(err.Error(), "policy-00003 appears twice") {
+		t.Fatalf("err = %v, want policy-00003 appears twice", err)
+	}
+	if g := s.Current().Meta.Generation; g != 0 {
+		t.Fatalf("generation %d applied", g)
+	}
 }

@@ -146,6 +146,15 @@ func (s *Store) putRefs(tx *bolt.Tx, refs []docRef, docs []*schema.Document, pre
 	if err != nil {
 		return err
 	}
+	if len(fresh) > len(prev) {
+		// Mostly new documents (a first apply): the sorted Puts are
+		// appends between few existing keys, and bbolt's default splits
+		// each page at half, which wrote twice the pages (5,468 instead of
+		// 3,608 for 10,000 policies). At 90 % a page of ~1 KB documents
+		// keeps room for one more, so a later generation's few inserts do
+		// not split it (TestFirstApplyFillsPages).
+		db.FillPercent, rb.FillPercent = 0.9, 0.9
+	}
 	for _, i := range runs {
 		ref := refs[i]
 		if v := sealed[i]; v != nil {
@@ -186,10 +195,7 @@ func (s *Store) sealDoc(ref docRef, d *schema.Document) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: %w", d.Key(), err)
 	}
-	plain, err := json.Marshal(stored{Kind: d.Kind, ID: d.ID, Raw: d.Raw, Spec: spec})
-	if err != nil {
-		return nil, fmt.Errorf("apply %s: %w", d.Key(), err)
-	}
+	plain := appendStored(make([]byte, 0, 64+len(d.Kind)+len(d.ID)+len(d.Raw)*4/3+len(spec)), d.Kind, d.ID, d.Raw, spec)
 	return s.seal.seal(plain, ad(bDocs, ref[:])), nil
 }
 

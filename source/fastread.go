@@ -107,6 +107,7 @@ func readFast(data []byte, hash bool, onEnvelope func(Bundle)) (b *Bundle, hashe
 			}
 		}()
 	}
+	var known headerFields
 	files, folders := 0, 0
 	for {
 		hdr, err := br.Peek(blockSize)
@@ -131,7 +132,7 @@ func readFast(data []byte, hash bool, onEnvelope func(Bundle)) (b *Bundle, hashe
 			}
 			return b, nil, true
 		}
-		size, ok := plainHeader(hdr)
+		size, ok := known.plainHeader(hdr)
 		if !ok {
 			return nil, nil, false
 		}
@@ -191,7 +192,11 @@ func readFast(data []byte, hash bool, onEnvelope func(Bundle)) (b *Bundle, hashe
 // magic and version, a right checksum, type '0' or '5', octal numbers,
 // no prefix (nor anything else after the device numbers). It returns the
 // size field.
-func plainHeader(hdr []byte) (size int64, ok bool) {
+func plainHeader(hdr []byte) (size int64, ok bool) { return checkHeader(hdr, true) }
+
+// checkHeader is plainHeader, checking the numeric fields other than size
+// only when numeric is set.
+func checkHeader(hdr []byte, numeric bool) (size int64, ok bool) {
 	if string(hdr[offMagic:offMagic+8]) != magicUstar || string(hdr[offPrefix:]) != zeroTail {
 		return 0, false
 	}
@@ -203,12 +208,43 @@ func plainHeader(hdr []byte) (size int64, ok bool) {
 		return 0, false
 	}
 	for _, f := range numericFields {
+		if !numeric {
+			break
+		}
 		if _, ok := octal(hdr[f[0] : f[0]+f[1]]); !ok {
 			return 0, false
 		}
 	}
-	size, _ = octal(hdr[offSize : offSize+12])
-	return size, true
+	return octal(hdr[offSize : offSize+12])
+}
+
+// headerFields remembers the numeric fields other than size (mode, uid,
+// gid, mtime, device numbers) of the last plain header: the entries of
+// one archive mostly share them, and fields already parsed need not be
+// parsed again.
+type headerFields struct {
+	ok     bool
+	fields [24 + 12 + 16]byte
+}
+
+func (k *headerFields) same(hdr []byte) bool {
+	return k.ok && string(k.fields[:24]) == string(hdr[100:124]) &&
+		string(k.fields[24:36]) == string(hdr[136:148]) && string(k.fields[36:]) == string(hdr[329:345])
+}
+
+// plainHeader is plainHeader(hdr), parsing only size when the other
+// numeric fields are those of the last plain header.
+func (k *headerFields) plainHeader(hdr []byte) (size int64, ok bool) {
+	if k.same(hdr) {
+		return checkHeader(hdr, false)
+	}
+	if size, ok = checkHeader(hdr, true); ok {
+		k.ok = true
+		copy(k.fields[:24], hdr[100:124])
+		copy(k.fields[24:36], hdr[136:148])
+		copy(k.fields[36:], hdr[329:345])
+	}
+	return size, ok
 }
 
 // zeroTail is what a plain header holds after the device numbers.

@@ -160,3 +160,19 @@ func TestChecksum(t *testing.T) {
 		}
 	}
 }
+
+// A name isPlainName takes is one cleanName (the long way) leaves as it is.
+func FuzzPlainNameIsClean(f *testing.F) {
+	for _, n := range []string{"policies/a.json", "a", "./a", "a/", "a//b", "a/./b", "a/../b", "/a", "a\\b", "..", ".", "", "a/.b", "a..b/c"} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !isPlainName(name) {
+			return
+		}
+		c, err := cleanNameSlow(name)
+		if err != nil || c != name {
+			t.Fatalf("%q is plain, but cleanName makes %q, %v of it", name, c, err)
+		}
+	})
+}

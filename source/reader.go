@@ -158,6 +158,14 @@ func (b *Bundle) put(name string, data []byte) error {
 // cleanName turns an entry name into a clean relative path ("./a/b/" ->
 // "a/b"; "." -> ""), refusing absolute paths and "..".
 func cleanName(name string) (string, error) {
+	if isPlainName(name) {
+		return name, nil
+	}
+	return cleanNameSlow(name)
+}
+
+// cleanNameSlow is cleanName for any name.
+func cleanNameSlow(name string) (string, error) {
 	if strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
 		return "", fmt.Errorf("%q: %w", name, ErrUnsafePath)
 	}
@@ -238,4 +246,24 @@ func IsBundleFile(name string) bool {
 	var magic [2]byte
 	_, err = io.ReadFull(f, magic[:])
 	return err == nil && IsBundle(magic[:])
+}
+
+// isPlainName reports whether name is already what cleanName makes of
+// it: segments of anything but "/", "\\" and NUL, none empty, "." or "..".
+func isPlainName(name string) bool {
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) {
+			if c := name[i]; c == '\\' || c == 0 {
+				return false
+			} else if c != '/' {
+				continue
+			}
+		}
+		if seg := name[start:i]; seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }

@@ -368,9 +368,22 @@ func readLimited(path string, seen os.FileInfo) ([]byte, error) {
 	if st.Size() > MaxUncompressed {
 		return nil, fmt.Errorf("%w: file of %d bytes, larger than %d", ErrTooBig, st.Size(), MaxUncompressed)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxUncompressed+1))
-	if err != nil {
+	// Sized by the stat (plus one byte, to see the end), not grown from
+	// 512 bytes by doubling; a file that grew since is read on, within the
+	// limit.
+	data := make([]byte, st.Size()+1)
+	n, err := io.ReadFull(f, data)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		data = data[:n]
+	case err != nil:
 		return nil, err
+	default:
+		rest, err := io.ReadAll(io.LimitReader(f, MaxUncompressed+1-int64(n)))
+		if err != nil {
+			return nil, err
+		}
+		data = append(data, rest...)
 	}
 	if len(data) > MaxUncompressed {
 		return nil, fmt.Errorf("%w: file larger than %d bytes", ErrTooBig, MaxUncompressed)

@@ -280,3 +280,25 @@ func TestInboxChecksSizeBeforeReading(t *testing.T) {
 		t.Errorf("refusing it allocated %d bytes; want it refused before reading", grew)
 	}
 }
+
+// readLimited reads a file sized by its stat, and all of it when it grew
+// after the stat (the same file still), within the limit.
+func TestReadLimitedSizes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.tar.gz")
+	if err := os.WriteFile(path, []byte("first part"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Lstat(path)
+	if data, err := readLimited(path, st); err != nil || string(data) != "first part" {
+		t.Fatalf("got %q, %v", data, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(", and more written after the stat")
+	f.Close()
+	if data, err := readLimited(path, st); err != nil || string(data) != "first part, and more written after the stat" {
+		t.Fatalf("grown: got %q, %v", data, err)
+	}
+}

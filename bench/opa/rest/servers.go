@@ -39,7 +39,7 @@ type server struct {
 	proto  string     // the HTTP version it answered with
 
 	tls   *tls.Config // for the lean client's connections
-	conns []*leanConn // the lean client's, kept from run to run
+	conns []*leanConn // the lean client's, for the current run
 	wire  [][]byte    // the lean client's request bytes, by request
 	want  []string    // the answer to each request, "decision policy"
 	floor bool        // decides nothing: its answers are not checked
@@ -55,15 +55,21 @@ func (s *server) prepare(reqs [][]byte, want []string) {
 	s.want = want
 }
 
-// leanConns returns n connections, dialing the missing ones (before the
-// clock starts: no handshake is measured).
+// leanConns returns n new connections for a run, closing the last run's
+// (which may have sat idle past the server's idle timeout while the
+// other servers ran). They are dialed before the clock starts: no
+// handshake is measured.
 func (s *server) leanConns(n int) []*leanConn {
+	for _, c := range s.conns {
+		c.c.Close()
+	}
+	s.conns = s.conns[:0]
 	for len(s.conns) < n {
 		c, err := dialLean(s.url, s.tls)
 		check(err)
 		s.conns = append(s.conns, c)
 	}
-	return s.conns[:n]
+	return s.conns
 }
 
 func (s *server) decide(req []byte) string {

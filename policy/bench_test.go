@@ -109,6 +109,41 @@ func BenchmarkCompileChanged10(b *testing.B) {
 	}
 }
 
+// BenchmarkRecompileChanged10 is BenchmarkCompileChanged10 the way the
+// engine loads a generation: from the index in force (policy.Recompile),
+// one of the 10 changed policies with another application path, so the
+// buckets are patched rather than shared.
+func BenchmarkRecompileChanged10(b *testing.B) {
+	docs := policytest.Policies(10_000)
+	for i, d := range docs {
+		d.Hash = sha256.Sum256(fmt.Appendf(nil, "%d base", i))
+	}
+	ix, err := policy.Compile(docs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	gen := 0
+	for b.Loop() {
+		gen++
+		next := slices.Clone(docs)
+		for i := range 10 {
+			d := *docs[i*1000]
+			d.Hash = sha256.Sum256(fmt.Appendf(nil, "%d gen %d", i, gen))
+			if i == 0 {
+				s := *d.Policy()
+				s.Filters.Applications = []schema.ApplicationFilter{{Path: fmt.Sprintf("/opt/gen-%d/*", gen)}}
+				d.Spec = &s
+			}
+			next[i*1000] = &d
+		}
+		if ix, err = policy.Recompile(ix, next); err != nil {
+			b.Fatal(err)
+		}
+		docs = next
+	}
+}
+
 // TestNoMatchAllocatesNothing: the hot path of a request no policy matches
 // allocates nothing, variables in patterns included.
 func TestNoMatchAllocatesNothing(t *testing.T) {

@@ -161,7 +161,7 @@ func (f *Files) syncWritten() error {
 	dirs := map[string]bool{}
 	var err error
 	if len(paths) > syncOneByOne {
-		if err = unix.Syncfs(f.m.rootfd); err != nil {
+		if err = syncFS(f.m.rootfd); err != nil {
 			err = fmt.Errorf("syncfs %s: %w", f.m.root, err)
 		}
 		f.keepUnsynced(paths, err)
@@ -186,6 +186,9 @@ func (f *Files) syncWritten() error {
 
 // syncOneByOne is how many written files syncWritten fsyncs one by one.
 const syncOneByOne = 64
+
+// syncFS is syncfs(2); a test counts and fails its calls.
+var syncFS = unix.Syncfs
 
 // keepUnsynced puts paths back to be synced at the next save when err is
 // not nil.

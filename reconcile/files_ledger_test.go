@@ -2,7 +2,11 @@ package reconcile
 
 import (
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"warden/audit"
 	"warden/state"
@@ -73,14 +77,25 @@ func TestLedgerSavedWhileRunning(t *testing.T) {
 }
 
 // Many files written at once are made durable with one syncfs before the
-// ledger names them (200 here, over syncOneByOne): the ledger is saved
-// with all of them and nothing is left to sync.
-func TestLedgerSavedAfterManyWrites(t *testing.T) {
+// ledger names them (200 here, over syncOneByOne); a few are fsynced one
+// by one, without it. A syncfs that fails leaves them to be synced at the
+// next save, and the ledger does not name them until one succeeds.
+func TestLedgerSyncsManyWritesAtOnce(t *testing.T) {
+	var calls, failing atomic.Int32
+	failing.Store(1)
+	was := syncFS
+	syncFS = func(fd int) error {
+		calls.Add(1)
+		if failing.Load() == 1 {
+			return unix.EIO
+		}
+		return was(fd)
+	}
+	t.Cleanup(func() { syncFS = was })
+
 	e := newEnv(t, nil)
 	e.start()
-	docs := policies(t, 200)
-	e.apply(docs...)
-	e.waitFor("ledger saved with every file", func() bool {
+	saved := func(paths ...string) bool {
 		var rec ledgerRecord
 		ok, err := e.store.Get(state.Status, ledgerKey, &rec)
 		must(t, err)
@@ -89,17 +104,45 @@ func TestLedgerSavedAfterManyWrites(t *testing.T) {
 		}
 		written, err := decodeLedger(rec.Written)
 		must(t, err)
-		for _, d := range docs {
-			if _, saved := written["policies/"+d.ID+".json"]; !saved {
+		for _, p := range paths {
+			if _, ok := written[p]; !ok {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	docs := policies(t, 200)
+	var paths []string
+	for _, d := range docs {
+		paths = append(paths, "policies/"+d.ID+".json")
+	}
+	e.apply(docs...)
+	e.waitFor("a failed syncfs", func() bool { return calls.Load() >= 1 })
+	e.waitQuiet()
+	if saved(paths[0]) {
+		t.Fatal("the ledger names files whose syncfs failed")
+	}
+	failing.Store(0)
+	// Any change makes the next save: it syncs what was left too.
+	e.apply(append(docs, validated(t, policyJSON("one-more", 7))...)...)
+	e.waitFor("ledger saved with every file", func() bool { return saved(append(paths, "policies/one-more.json")...) })
 	f := e.m.files
 	f.led.mu.Lock()
-	defer f.led.mu.Unlock()
-	if n := len(f.led.unsynced); n != 0 {
-		t.Errorf("%d files left to sync after the ledger was saved", n)
+	left := len(f.led.unsynced)
+	f.led.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d files left to sync after the ledger was saved", left)
+	}
+
+	// A few files: fsync each, no syncfs.
+	before := calls.Load()
+	e.apply(append(docs, validated(t, policyJSON("one-more", 8))...)...)
+	e.waitFor("the changed file in the ledger", func() bool {
+		return saved("policies/one-more.json") && readFile(e.path("policies/one-more.json")) == string(policyJSON("one-more", 8))
+	})
+	e.waitQuiet()
+	time.Sleep(ledgerDelay + 200*time.Millisecond)
+	if n := calls.Load() - before; n != 0 {
+		t.Errorf("syncfs called %d times for one written file", n)
 	}
 }

@@ -119,11 +119,29 @@ func TestBatchAgreesWithValidate(t *testing.T) {
 		all[i] = i
 	}
 	t.Run("mixed", func(t *testing.T) { check(t, all) })
-	t.Run("valid only", func(t *testing.T) {
-		before := batchAccepted.Load()
-		check(t, valid)
-		if batchAccepted.Load() == before {
-			t.Fatal("no batch passed: the batched path was not tested")
+	t.Run("valid only", func(t *testing.T) { check(t, valid) })
+	// ValidateEach makes its batches smaller when there are few documents
+	// per core; batches of batchSize, whatever the cores, directly:
+	t.Run("full batches", func(t *testing.T) {
+		for n, idx := range [][]int{valid, all} {
+			before := batchAccepted.Load()
+			docs := make([]*Document, len(files))
+			errs := make([]error, len(files))
+			sums := make([][32]byte, len(files))
+			for _, i := range idx {
+				sums[i] = sha256.Sum256(files[i].Data)
+			}
+			for k := 0; k < len(idx); k += batchSize {
+				validateBatch(files, sums, idx[k:min(k+batchSize, len(idx))], docs, errs, true)
+			}
+			for _, i := range idx {
+				if a := answer(docs[i], errs[i]); a != want[i] {
+					t.Errorf("%s (%.60q):\n got %s\nwant %s", files[i].Name, files[i].Data, a, want[i])
+				}
+			}
+			if n == 0 && batchAccepted.Load() == before {
+				t.Fatal("no batch passed: the batched path was not tested")
+			}
 		}
 	})
 }

@@ -17,11 +17,11 @@ import (
 // rest, which is immutable: a generation that changes 10 of 10,000
 // policies compiles 10 and copies a few tree paths.
 func Recompile(prev *Index, docs []*schema.Document) (*Index, error) {
-	all, per, errs := compileAll(docs, prev)
+	all, per, ascending, errs := compileAll(docs, prev)
 	if errs != nil {
 		return nil, errs
 	}
-	if !slices.IsSortedFunc(all, byID) {
+	if !ascending && !slices.IsSortedFunc(all, byID) { // all is in docs' order
 		slices.SortFunc(all, byID)
 	}
 	var on, off []*compiled
@@ -33,7 +33,7 @@ func Recompile(prev *Index, docs []*schema.Document) (*Index, error) {
 			on = append(on, p)
 		}
 	}
-	ix := &Index{src: docs, per: per}
+	ix := &Index{src: docs, per: per, ascending: ascending}
 	if prev != nil && sameIDs(prev.policies, on) && sameIDs(prev.off, off) {
 		if b, ok := patched(prev, on); ok {
 			ix.policies, ix.off, ix.buckets = on, off, b
@@ -152,5 +152,5 @@ func without(items []int32, i int32) []int32 {
 }
 
 func sameIDs(was, next []*compiled) bool {
-	return slices.EqualFunc(was, next, func(a, b *compiled) bool { return a.id == b.id })
+	return slices.EqualFunc(was, next, func(a, b *compiled) bool { return a == b || a.id == b.id })
 }

@@ -92,6 +92,16 @@ func TestRecompileRefusesDuplicates(t *testing.T) {
 	if _, err := Recompile(prev, []*schema.Document{base[0], base[0], base[1]}); err == nil {
 		t.Fatal("a duplicate id was accepted (adjacent)")
 	}
+	// The same places, one document replaced by another with its
+	// neighbour's id: prev's order does not vouch for it.
+	same := slices.Clone(base)
+	same[2] = policyDoc(base[1].ID, schema.PolicySpec{Controls: []string{"deny"}})
+	if _, err := Recompile(prev, same); err == nil || !strings.Contains(err.Error(), "duplicate id") {
+		t.Fatalf("a replaced document taking its neighbour's id: err = %v", err)
+	}
+	if _, err := CheckFrom(&Checked{src: prev.src, per: prev.per, ascending: prev.ascending}, same); err == nil {
+		t.Fatal("CheckFrom accepted a replaced document taking its neighbour's id")
+	}
 }
 
 func withChanged(base []*schema.Document, changes map[int]func(s *schema.PolicySpec)) []*schema.Document {

@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,6 +163,9 @@ func TestRefsReusedByPlace(t *testing.T) {
 		if err != nil || len(sn.Docs) != len(docs) {
 			t.Fatalf("generation %d reads back %d documents (%v), want %d", m.Generation, len(sn.Docs), err, len(docs))
 		}
+		if got, want := s.Current().Docs, byKindThenID(docs); !slices.Equal(got, want) {
+			t.Fatalf("generation %d: the snapshot's documents are not in kind and id order", m.Generation)
+		}
 	}
 	docs := generationDocs(t, 600, "a")
 	check(docs)
@@ -217,5 +221,18 @@ func TestApplyRefusesDuplicates(t *testing.T) {
 	}
 	if g := s.Current().Meta.Generation; g != 0 {
 		t.Fatalf("generation %d applied", g)
+	}
+	// After an apply, the same places with one document replaced by one
+	// holding its neighbour's id.
+	if _, err := s.ApplyGeneration(Apply{Docs: docs}); err != nil {
+		t.Fatal(err)
+	}
+	same := slices.Clone(docs)
+	same[4] = restoredPolicy(t, "policy-00003", "c")
+	if _, err := s.ApplyGeneration(Apply{Docs: same}); err == nil || !strings.Contains(err.Error(), "policy-00003 appears twice") {
+		t.Fatalf("err = %v, want policy-00003 appears twice", err)
+	}
+	if g := s.Current().Meta.Generation; g != 1 {
+		t.Fatalf("generation %d current, want 1", g)
 	}
 }

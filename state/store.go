@@ -97,6 +97,10 @@ type Store struct {
 	// most of the next one's are the same, and a reference costs an HMAC.
 	lastDocs []*schema.Document
 	lastRefs []docRef
+	// lastSorted is lastDocs in snapshot order, and lastPlace the place
+	// there of each of lastDocs (sortedOf).
+	lastSorted []*schema.Document
+	lastPlace  []int
 
 	mu      sync.Mutex
 	subs    map[int]chan uint64

@@ -62,18 +62,27 @@ func TestLedgerSavedWhileRunning(t *testing.T) {
 	e := newEnv(t, nil)
 	e.start()
 	e.apply(validated(t, policyJSON("deny-netcat", 100))...)
-	e.waitFor("ledger saved", func() bool {
-		var rec ledgerRecord
-		ok, err := e.store.Get(state.Status, ledgerKey, &rec)
-		must(t, err)
-		if !ok {
+	e.waitFor("ledger saved", func() bool { return ledgerNames(t, e, "policies/deny-netcat.json") })
+}
+
+// ledgerNames reports whether the ledger saved in the store names every
+// one of paths as written.
+func ledgerNames(t *testing.T, e *env, paths ...string) bool {
+	t.Helper()
+	var rec ledgerRecord
+	ok, err := e.store.Get(state.Status, ledgerKey, &rec)
+	must(t, err)
+	if !ok {
+		return false
+	}
+	written, err := decodeLedger(rec.Written)
+	must(t, err)
+	for _, p := range paths {
+		if _, ok := written[p]; !ok {
 			return false
 		}
-		written, err := decodeLedger(rec.Written)
-		must(t, err)
-		_, saved := written["policies/deny-netcat.json"]
-		return saved
-	})
+	}
+	return true
 }
 
 // Many files written at once are made durable with one syncfs before the
@@ -95,22 +104,7 @@ func TestLedgerSyncsManyWritesAtOnce(t *testing.T) {
 
 	e := newEnv(t, nil)
 	e.start()
-	saved := func(paths ...string) bool {
-		var rec ledgerRecord
-		ok, err := e.store.Get(state.Status, ledgerKey, &rec)
-		must(t, err)
-		if !ok {
-			return false
-		}
-		written, err := decodeLedger(rec.Written)
-		must(t, err)
-		for _, p := range paths {
-			if _, ok := written[p]; !ok {
-				return false
-			}
-		}
-		return true
-	}
+	saved := func(paths ...string) bool { return ledgerNames(t, e, paths...) }
 	docs := policies(t, 200)
 	var paths []string
 	for _, d := range docs {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 )
 
 // The floor (--floor): Go's net/http HTTPS server (HTTP/1.1, TLS 1.3)
@@ -41,11 +40,7 @@ func startFloor(dir string) *server {
 	self, err := os.Executable()
 	check(err)
 	cmd := exec.Command(self, floorArg, addr, certFile, keyFile)
-	cmd.Stderr = os.Stderr
-	check(cmd.Start())
-	exitMu.Lock()
-	onExit = append(onExit, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	exitMu.Unlock()
+	startStopped(cmd)
 	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	s := &server{name: "floor", url: "https://" + addr + "/", floor: true,
 		pid: func() int { return cmd.Process.Pid }, client: client(cfg), tls: cfg,

@@ -189,11 +189,7 @@ func startOPA(dir string, docs map[string][]byte) *server {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(*opaBin, "run", "--server", "--addr", addr, "--log-level", "error", "--skip-version-check",
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, regoFile)
-	cmd.Stderr = os.Stderr
-	check(cmd.Start())
-	exitMu.Lock()
-	onExit = append(onExit, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	exitMu.Unlock()
+	startStopped(cmd)
 	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	s := &server{name: "OPA", url: "https://" + addr + "/v1/data/warden/decision",
 		pid:    func() int { return cmd.Process.Pid },
@@ -279,4 +275,14 @@ func waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startStopped starts a server process, its stderr ours, and has it
+// stopped with SIGTERM when the benchmark exits.
+func startStopped(cmd *exec.Cmd) {
+	cmd.Stderr = os.Stderr
+	check(cmd.Start())
+	exitMu.Lock()
+	onExit = append(onExit, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	exitMu.Unlock()
 }

@@ -31,9 +31,12 @@ func TestPluginSetsidChildDiesWithPlugin(t *testing.T) {
 	e.apply(pluginDoc(t, "escaper", "run.sh", sum, ""))
 	first := e.running("escaper", 0)
 	child := e.childPID(t)
-	if st, err := procgroup.Stat(child); err != nil || st.Pgrp == first.PID {
-		t.Fatalf("child %d: %+v %v; want it outside the plugin's group", child, st, err)
-	}
+	// $! is written as soon as the shell forks; the child leaves the
+	// plugin's group once it has run setsid.
+	e.waitFor("the child outside the plugin's group", func() bool {
+		st, err := procgroup.Stat(child)
+		return err == nil && st.Pgrp != first.PID
+	})
 	// The plugin dies on its own: the child goes with it.
 	os.Remove(e.path("Plugins/escaper/child"))
 	syscall.Kill(first.PID, syscall.SIGKILL)

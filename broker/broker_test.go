@@ -423,3 +423,31 @@ func TestStartCloseLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Close returns even when mochi's own Close never does (mochi-mqtt
+// v2.7.9 can deadlock in it when a client leaves while it lists the
+// listener's clients): after the grace period and cutting every
+// connection, it waits one more grace period and gives up.
+func TestCloseReturnsWhenServerCloseHangs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.mustConnect(e.issue(pki.RolePlugin, "heartbeat"), "plugin/heartbeat")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	broker.SetStopServer(e.broker, func() { <-release })
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() { e.broker.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(waitLimit):
+		t.Fatal("Close did not return while the server's Close hung")
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("Close returned after %v, before cutting connections and waiting", took)
+	}
+	select { // cut, without a DISCONNECT
+	case <-c.Done():
+	case <-time.After(waitLimit):
+		t.Fatal("connection still open after Close")
+	}
+}

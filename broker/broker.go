@@ -252,7 +252,8 @@ func (b *Broker) Close() error {
 				// mochi-mqtt (v2.7.9) can deadlock in Server.Close:
 				// Clients.GetByListener takes the clients' read lock
 				// twice, and a client leaving in between (Delete, the
-				// write lock) blocks both for good. Every connection is
+				// write lock) blocks both for good (mochi-mqtt/server
+				// issue 488, fix proposed in pull request 489). Every connection is
 				// closed by now; the agent is stopping and does not wait
 				// for ever (SIGTERM stops it within 5 s).
 				b.log.Error("broker did not stop after its connections were closed; not waiting for it")

@@ -1,6 +1,6 @@
 package policy
 
-import "strconv"
+import "warden/plainjson"
 
 // decodeFast decodes the common request without reflection: an object of
 // the known keys, spelled exactly, whose values are plain ASCII strings
@@ -13,9 +13,9 @@ import "strconv"
 // same Request (FuzzDecodeFast holds it to that), including a repeated
 // key (the last wins; objects merge, as encoding/json does).
 func decodeFast(data []byte) (*Request, bool) {
-	d := fastDecoder{data: data}
+	d := fastDecoder{plainjson.New(data)}
 	var req Request
-	ok := d.object(func(key []byte) bool {
+	ok := d.Object(func(key []byte) bool {
 		switch string(key) {
 		case "user":
 			return d.str(&req.User)
@@ -35,7 +35,7 @@ func decodeFast(data []byte) (*Request, bool) {
 			return d.int(&req.RequestedSeconds)
 		case "application":
 			a := &req.Application
-			return d.object(func(key []byte) bool {
+			return d.Object(func(key []byte) bool {
 				switch string(key) {
 				case "path":
 					return d.str(&a.Path)
@@ -55,169 +55,59 @@ func decodeFast(data []byte) (*Request, bool) {
 				req.Target = new(Target)
 			}
 			t := req.Target
-			return d.object(func(key []byte) bool {
+			return d.Object(func(key []byte) bool {
 				switch string(key) {
 				case "path":
 					return d.str(&t.Path)
 				case "write":
-					return d.bool(&t.Write)
+					return d.Bool(&t.Write)
 				}
 				return false
 			})
 		}
 		return false
 	})
-	d.space()
-	if !ok || d.i != len(d.data) {
+	if !ok || !d.End() {
 		return nil, false
 	}
 	return &req, true
 }
 
-type fastDecoder struct {
-	data []byte
-	i    int
-}
+// fastDecoder is a plainjson.Scanner with the setters decodeFast needs.
+type fastDecoder struct{ *plainjson.Scanner[[]byte] }
 
-func (d *fastDecoder) space() {
-	for d.i < len(d.data) {
-		switch d.data[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-// next skips white space and consumes c.
-func (d *fastDecoder) next(c byte) bool {
-	d.space()
-	if d.i < len(d.data) && d.data[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// object reads {"key": value, ...}, calling field for each key with the
-// position at its value.
-func (d *fastDecoder) object(field func(key []byte) bool) bool {
-	if !d.next('{') {
-		return false
-	}
-	if d.next('}') {
-		return true
-	}
-	for {
-		key, ok := d.raw()
-		if !ok || !d.next(':') || !field(key) {
-			return false
-		}
-		if d.next('}') {
-			return true
-		}
-		if !d.next(',') {
-			return false
-		}
-	}
-}
-
-// str reads a string of printable ASCII without escapes.
-func (d *fastDecoder) str(s *string) bool {
-	b, ok := d.raw()
+// str reads a string into s.
+func (d fastDecoder) str(s *string) bool {
+	b, ok := d.Str()
 	if ok {
 		*s = string(b)
 	}
 	return ok
 }
 
-// raw is str's bytes, in place.
-func (d *fastDecoder) raw() ([]byte, bool) {
-	if !d.next('"') {
-		return nil, false
-	}
-	start := d.i
-	for d.i < len(d.data) {
-		c := d.data[d.i]
-		if c == '"' {
-			d.i++
-			return d.data[start : d.i-1], true
-		}
-		if c < 0x20 || c >= 0x7f || c == '\\' {
-			return nil, false
-		}
-		d.i++
-	}
-	return nil, false
-}
-
-func (d *fastDecoder) strings(ss *[]string) bool {
-	if !d.next('[') {
-		return false
-	}
+// strings reads a list of strings into ss (an empty list, not nil, for []).
+func (d fastDecoder) strings(ss *[]string) bool {
 	out := []string{}
-	if !d.next(']') {
-		for {
-			var s string
-			if !d.str(&s) {
-				return false
-			}
-			out = append(out, s)
-			if d.next(']') {
-				break
-			}
-			if !d.next(',') {
-				return false
-			}
+	ok := d.Array(func() bool {
+		var s string
+		if !d.str(&s) {
+			return false
 		}
+		out = append(out, s)
+		return true
+	})
+	if ok {
+		*ss = out
 	}
-	*ss = out
+	return ok
+}
+
+// int reads an integer of at most 18 digits into n.
+func (d fastDecoder) int(n *int) bool {
+	var v int64
+	if !d.Int(&v) {
+		return false
+	}
+	*n = int(v)
 	return true
-}
-
-func (d *fastDecoder) bool(b *bool) bool {
-	d.space()
-	rest := d.data[d.i:]
-	switch {
-	case len(rest) >= 4 && string(rest[:4]) == "true":
-		*b, d.i = true, d.i+4
-	case len(rest) >= 5 && string(rest[:5]) == "false":
-		*b, d.i = false, d.i+5
-	default:
-		return false
-	}
-	return d.delimited()
-}
-
-// int reads an integer of at most 18 digits (no fraction, no exponent).
-func (d *fastDecoder) int(n *int) bool {
-	d.space()
-	start := d.i
-	if d.i < len(d.data) && d.data[d.i] == '-' {
-		d.i++
-	}
-	digits := d.i
-	for d.i < len(d.data) && '0' <= d.data[d.i] && d.data[d.i] <= '9' {
-		d.i++
-	}
-	if nd := d.i - digits; nd == 0 || nd > 18 || (nd > 1 && d.data[digits] == '0') || !d.delimited() {
-		return false
-	}
-	v, err := strconv.Atoi(string(d.data[start:d.i]))
-	*n = v
-	return err == nil
-}
-
-// delimited reports whether a literal ends here (white space, a comma,
-// the end of an object or list): "truex" or "12a" is not a value.
-func (d *fastDecoder) delimited() bool {
-	if d.i == len(d.data) {
-		return true
-	}
-	switch d.data[d.i] {
-	case ' ', '\t', '\n', '\r', ',', '}', ']':
-		return true
-	}
-	return false
 }

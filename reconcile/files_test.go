@@ -31,7 +31,10 @@ func TestAcceptanceDrift(t *testing.T) {
 	}
 	e.waitFor("mode put back", func() bool { return mode(t, f) == 0o600 })
 
+	// appsettings.json is the settings controller's: tamper with it once
+	// written, or its first write (no drift) is what replaces the edit.
 	settings := e.path("appsettings.json")
+	e.waitFor("appsettings.json materialized", func() bool { return strings.Contains(readFile(settings), "AllowedHosts") })
 	if err := os.WriteFile(settings, []byte(`{"tampered": true}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
